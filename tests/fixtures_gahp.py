@@ -1,0 +1,1 @@
+"""Fixtures for running awsbatch_gahp under the gridmanager emulator."""

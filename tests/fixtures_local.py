@@ -1,0 +1,1 @@
+"""Fixtures for the local AWS Batch emulator (gahp.local)."""
