@@ -1,0 +1,185 @@
+"""``pegasus-aws-batch``: a drop-in for Pegasus's client of the same name.
+
+Same flags (short and long) and ``--conf`` property fallbacks as Pegasus's Java client, plus
+``--endpoint-url`` and ``--profile``.  Modes:
+
+* ``--create``: create the JSON-defined entities and the bucket, run nothing;
+* ``--delete``: delete what a ``--create`` run with the same settings created (only
+  JSON-defined entities, ``<prefix>-bucket``; only the run's key prefix is emptied);
+* neither: create, run the bag(s) of tasks from the positional ``.in`` files, tear down what
+  this run created.
+
+Exit codes: 0 all tasks succeeded, 1 a task failed, 2 an AWS or internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+from typing import Optional
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from . import EXIT_NON_TASK_FAILURE, EXIT_OK, PegasusAWSBatchError
+from .bag import BagRunner, read_tasks
+from .credentials import Clients, parse_s3_url
+from .entities import EntityManager
+from .properties import resolve_settings
+
+log = logging.getLogger("pegasus-aws-batch")
+
+LEVELS = {"fatal": logging.CRITICAL, "error": logging.ERROR, "warn": logging.WARNING,
+          "warning": logging.WARNING, "info": logging.INFO, "config": logging.INFO,
+          "debug": logging.DEBUG, "trace": logging.DEBUG, "all": logging.DEBUG}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pegasus-aws-batch",
+        description="Run a bag of tasks on AWS Batch, creating and deleting the compute "
+                    "environment, job queue, job definition and S3 bucket as needed "
+                    "(a drop-in for Pegasus's pegasus-aws-batch).")
+    p.add_argument("-a", "--account", help="AWS account ID (pegasus.aws.account)")
+    p.add_argument("-r", "--region", help="AWS region (pegasus.aws.region)")
+    p.add_argument("-C", "--conf", help="properties file with pegasus.aws.* keys")
+    p.add_argument("--ce", "--compute-environment", dest="compute_environment",
+                   help="compute environment: ARN, name, or JSON file to create one")
+    p.add_argument("-j", "--job-definition", dest="job_definition",
+                   help="job definition: ARN, name[:revision], or JSON file to register one")
+    p.add_argument("-q", "--job-queue", dest="job_queue",
+                   help="job queue: ARN, name, or JSON file to create one")
+    p.add_argument("-s", "--s3", help="S3 bucket URL s3://[user@site/]bucket[/prefix] used for staging")
+    p.add_argument("-p", "--prefix", help="prefix for created entity names and the run's files (required)")
+    p.add_argument("-c", "--create", action="store_true", help="only create the entities")
+    p.add_argument("-d", "--delete", action="store_true", help="only delete the entities")
+    p.add_argument("-f", "--files", help="comma separated list of files to upload for every task")
+    p.add_argument("-m", "--merge-logs", dest="merge_logs",
+                   help="merge the task logs into <prefix>.out and <prefix>.err")
+    p.add_argument("-l", "--log-file", dest="log_file", help="log to this file (rotated)")
+    p.add_argument("-L", "--log-level", dest="log_level", default="info",
+                   help="fatal, error, warn, info, debug or trace")
+    p.add_argument("--endpoint-url", dest="endpoint_url",
+                   help="one endpoint URL for Batch, Logs and S3 (e.g. the local Batch); "
+                        "also pegasus.aws.endpoint_url or AWS_ENDPOINT_URL")
+    p.add_argument("--profile", help="named profile in ~/.aws/credentials and ~/.aws/config")
+    p.add_argument("job_files", nargs="*", metavar="JOB.in",
+                   help='JSON files {"SubmitJob": [{jobName, executable, arguments, environment}]}')
+    return p
+
+
+def setup_logging(level: str, log_file: Optional[str]):
+    log.setLevel(LEVELS.get((level or "info").lower(), logging.INFO))
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname)-5s [pegasus-aws-batch] %(message)s")
+    if log_file:
+        if os.path.exists(log_file):
+            # keep earlier logs as .000, .001, ... like Pegasus
+            for i in range(1000):
+                rotated = f"{log_file}.{i:03d}"
+                if not os.path.exists(rotated):
+                    os.replace(log_file, rotated)
+                    break
+        handler: logging.Handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    log.addHandler(handler)
+    log.propagate = False
+
+
+def _fail(msg: str) -> int:
+    print(f"pegasus-aws-batch: error: {msg}", file=sys.stderr)
+    log.error(msg)
+    return EXIT_NON_TASK_FAILURE
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        e = exc.response.get("Error", {})
+        return f"AWS error {e.get('Code')}: {e.get('Message')}"
+    if isinstance(exc, NoCredentialsError):
+        return ("no AWS credentials found (environment, ~/.aws/credentials, --profile "
+                "or an instance role)")
+    if isinstance(exc, BotoCoreError):
+        return f"cannot talk to AWS: {exc}"
+    return str(exc)
+
+
+def main(argv=None, progress=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_file)
+    if args.create and args.delete:
+        return _fail("--create and --delete exclude each other")
+    try:
+        settings = resolve_settings({
+            "prefix": args.prefix, "account": args.account, "region": args.region,
+            "job_definition": args.job_definition,
+            "compute_environment": args.compute_environment, "job_queue": args.job_queue,
+            "s3": args.s3, "endpoint_url": args.endpoint_url}, args.conf)
+    except OSError as exc:
+        return _fail(f"cannot read properties file {args.conf}: {exc}")
+    if not settings.prefix:
+        return _fail("--prefix is required")
+    if not args.create and not args.delete and not args.job_files:
+        return _fail("no job files given (or use --create / --delete)")
+    log.debug("settings: %s", settings.as_dict())
+
+    try:
+        s3loc = parse_s3_url(settings.s3) if settings.s3 else None
+        clients = Clients(settings.region, settings.endpoint_url, s3loc, profile=args.profile)
+        mgr = EntityManager(clients, settings.prefix, account=settings.account)
+        if args.delete:
+            st = mgr.resolve_for_delete(settings)
+            errors = mgr.teardown(st, empty_prefix=True)
+            for e in errors:
+                print(f"pegasus-aws-batch: error: {e}", file=sys.stderr)
+            return EXIT_NON_TASK_FAILURE if errors else EXIT_OK
+        tasks = read_tasks(args.job_files) if args.job_files else []
+    except (PegasusAWSBatchError, ClientError, BotoCoreError) as exc:
+        return _fail(describe_error(exc))
+
+    st = None
+    code = EXIT_OK
+    try:
+        try:
+            st = mgr.setup(settings, need_queue=not args.create)
+        except PegasusAWSBatchError as exc:
+            st = getattr(mgr, "_current", None)
+            code = _fail(str(exc))
+        except (ClientError, BotoCoreError) as exc:
+            st = getattr(mgr, "_current", None)
+            code = _fail(describe_error(exc))
+        if code == EXIT_OK and args.create:
+            print(f"compute environment: {st.compute_environment.name if st.compute_environment else '-'}")
+            print(f"job queue:           {st.job_queue.name if st.job_queue else '-'}")
+            print(f"job definition:      {st.job_definition.name if st.job_definition else '-'}")
+            print(f"s3:                  s3://{st.bucket.bucket}/{st.bucket.key_prefix}")
+            return EXIT_OK
+        if code == EXIT_OK:
+            runner = BagRunner(
+                clients, settings.prefix, st.bucket,
+                job_definition=st.job_definition.arn or st.job_definition.name
+                if st.job_definition else None,
+                job_queue=(st.job_queue.arn or st.job_queue.name) if st.job_queue else None,
+                files=(args.files or "").split(","), merge_logs=args.merge_logs,
+                progress=progress)
+            code = runner.run(tasks)
+            for e in runner.errors:
+                print(f"pegasus-aws-batch: error: {e}", file=sys.stderr)
+    finally:
+        if st is not None and not args.create:
+            errors = mgr.teardown(st, empty_prefix=bool(st.bucket and st.bucket.created))
+            for e in errors:
+                print(f"pegasus-aws-batch: error: {e}", file=sys.stderr)
+            if errors and code == EXIT_OK:
+                code = EXIT_NON_TASK_FAILURE
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
