@@ -231,6 +231,7 @@ class Engine:
 
         proc = JobProcess(plan, on_line)
         failure: str | None = None
+        started = time.time()
         if plan.exit_code is None:
             try:
                 proc.start()
@@ -242,7 +243,7 @@ class Engine:
             return
         self.logs.create_stream(stream)
         with self.cond:
-            self.store.mark_running(job_id, time.time(), stream)
+            self.store.mark_running(job_id, started, stream)
             if proc.pgid is not None:
                 self.handles[job_id] = proc
                 if self.store.jobs[job_id].kill_reason is not None or self.stopping:
