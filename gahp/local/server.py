@@ -43,6 +43,7 @@ class LocalBatch:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._s3: Any = None
+        self._session: Any = None
         self._s3_lock = threading.Lock()
         self.engine: Engine | None = None
 
@@ -124,11 +125,15 @@ class LocalBatch:
         }
 
     def client(self, service: str) -> Any:
+        """A boto3 client for this emulator (one shared session: model loading is slow)."""
         import boto3
 
-        return boto3.session.Session().client(
-            service, endpoint_url=self.endpoint_url, region_name=self.region,
-            aws_access_key_id=TEST_KEY, aws_secret_access_key=TEST_KEY)
+        with self._s3_lock:
+            if self._session is None:
+                self._session = boto3.session.Session()
+            return self._session.client(
+                service, endpoint_url=self.endpoint_url, region_name=self.region,
+                aws_access_key_id=TEST_KEY, aws_secret_access_key=TEST_KEY)
 
     def create_default_entities(self, prefix: str = "local", max_vcpus: int = 8) -> LocalEntities:
         return create_default_entities(self.client, prefix=prefix, max_vcpus=max_vcpus)
@@ -141,8 +146,7 @@ class LocalBatch:
     def _fetch_s3(self, url: str) -> bytes:
         """Read ``s3://bucket/key`` from the emulated S3 (fetch-and-run)."""
         bucket, _, key = url[len("s3://"):].partition("/")
-        with self._s3_lock:
-            if self._s3 is None:
-                self._s3 = self.client("s3")
-            s3 = self._s3
+        if self._s3 is None:
+            self._s3 = self.client("s3")
+        s3 = self._s3
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
