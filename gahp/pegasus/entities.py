@@ -161,12 +161,13 @@ def _aws_error(exc) -> str:
 
 class EntityManager:
     def __init__(self, clients, prefix: str, account: Optional[str] = None,
-                 wait_timeout: float = None, sleep=time.sleep):
+                 wait_timeout: float = None, sleep=time.sleep, clock=time.monotonic):
         self.c = clients
         self.prefix = prefix
         self.account = account
         self.wait_timeout = WAIT_TIMEOUT if wait_timeout is None else wait_timeout
         self.sleep = sleep
+        self.clock = clock
 
     # ------------------------------------------------------------------ resolve
     def resolve(self, kind: str, value: Optional[str]) -> Optional[Entity]:
@@ -177,7 +178,8 @@ class EntityManager:
             return Entity(kind, value, arn=value)
         if is_json_value(value):
             req = load_request(kind, value)
-            req.setdefault(name_key, f"{self.prefix}-{suffix}")
+            if not req.get(name_key):
+                req[name_key] = f"{self.prefix}-{suffix}"
             return Entity(kind, req[name_key], request=req)
         return Entity(kind, value)
 
@@ -197,7 +199,7 @@ class EntityManager:
 
     # ------------------------------------------------------------------ create
     def _wait(self, what: str, describe, ok, bad=("INVALID",)):
-        deadline = time.monotonic() + self.wait_timeout
+        deadline = self.clock() + self.wait_timeout
         delay = 1.0
         while True:
             item = describe()
@@ -208,12 +210,12 @@ class EntityManager:
                 if status in bad:
                     raise PegasusAWSBatchError(
                         f"{what} is {status}: {item.get('statusReason') or 'no reason given'}")
-            if time.monotonic() >= deadline:
+            if self.clock() >= deadline:
                 raise PegasusAWSBatchError(
                     f"{what} did not become VALID within {self.wait_timeout:.0f}s "
                     f"(last status {item.get('status') if item else 'missing'}: "
                     f"{(item or {}).get('statusReason') or '-'})")
-            self.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            self.sleep(min(delay, max(0.0, deadline - self.clock())))
             delay = min(delay * 2, WAIT_MAX_SLEEP)
 
     def _describe_ce(self, name):
@@ -382,25 +384,25 @@ class EntityManager:
         return errors
 
     def _wait_gone(self, what, describe, timeout=None):
-        deadline = time.monotonic() + (self.wait_timeout if timeout is None else timeout)
+        deadline = self.clock() + (self.wait_timeout if timeout is None else timeout)
         delay = 0.5
         while True:
             item = describe()
             if item is None or item.get("status") == "DELETED":
                 return
-            if time.monotonic() >= deadline:
+            if self.clock() >= deadline:
                 raise PegasusAWSBatchError(f"{what} still {item.get('status')} after waiting")
             self.sleep(delay)
             delay = min(delay * 2, WAIT_MAX_SLEEP)
 
     def _wait_not_updating(self, what, describe):
-        deadline = time.monotonic() + self.wait_timeout
+        deadline = self.clock() + self.wait_timeout
         delay = 0.5
         while True:
             item = describe()
             if item is None or item.get("status") != "UPDATING":
                 return item
-            if time.monotonic() >= deadline:
+            if self.clock() >= deadline:
                 raise PegasusAWSBatchError(f"{what} still UPDATING after waiting")
             self.sleep(delay)
             delay = min(delay * 2, WAIT_MAX_SLEEP)
