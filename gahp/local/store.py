@@ -196,6 +196,7 @@ class JobRecord:
     kill_kind: str | None = None  # "terminate" or "timeout"
     deadline: float | None = None  # emulator clock; attempt timeout
     history: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    seq: int = 0  # submission order, for FIFO scheduling
 
     @property
     def attempt_number(self) -> int:
@@ -237,6 +238,7 @@ class JobStore:
         self.waiters: dict[str, set[str]] = {}  # job id -> jobs waiting for it
         self.active: set[str] = set()  # not final, not an array parent
         self.ce_used: dict[str, float] = {}
+        self._seq = 0
 
     # ---- submission -------------------------------------------------------------
     def _arn(self, job_id: str) -> str:
@@ -274,6 +276,7 @@ class JobStore:
                 deps.add(dep_id)
         rec = JobRecord(job_id, spec, self._arn(job_id), now_ms(clock), state_since=clock)
         rec.history.append((SUBMITTED, rec.created_at))
+        rec.seq = self._seq = self._seq + 1
         self.jobs[job_id] = rec
         self.order.append(job_id)
         if spec.array_size is None:
@@ -285,6 +288,7 @@ class JobStore:
             child = JobRecord(cid, spec, self._arn(cid), rec.created_at, state_since=clock,
                               parent_id=job_id, array_index=i)
             child.history.append((SUBMITTED, rec.created_at))
+            child.seq = self._seq = self._seq + 1
             self.jobs[cid] = child
             rec.children.append(cid)
             cdeps = set(deps)
@@ -334,7 +338,7 @@ class JobStore:
         for parent in {self.jobs[j].parent_id for j in self.active if self.jobs[j].parent_id}:
             self._refresh_parent(parent, clock)
         # FIFO, as a single-queue Batch scheduler does.
-        runnable.sort(key=lambda r: (r.created_at, r.array_index or 0))
+        runnable.sort(key=lambda r: r.seq)
         for rec in runnable:
             ce = self._place(rec, ce_limits)
             if ce is None:
@@ -690,7 +694,7 @@ class JobStore:
                 raise ClientError(f"jobStatus {status} is not valid")
             candidates = [r for r in candidates if r.status == wanted]
             limit = 1000
-        candidates.sort(key=lambda r: (r.created_at, r.array_index or 0), reverse=True)
+        candidates.sort(key=lambda r: (r.created_at, r.seq), reverse=True)
         if array_job_id is not None:
             candidates.reverse()  # children in index order reads better
         page = max(1, min(int(max_results or limit), limit))
