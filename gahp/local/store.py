@@ -11,6 +11,11 @@ testable without starting a single process.
 States follow https://docs.aws.amazon.com/batch/latest/userguide/job_states.html:
 SUBMITTED -> PENDING -> RUNNABLE -> STARTING -> RUNNING -> SUCCEEDED | FAILED,
 with a non-zero exit and attempts left going back to RUNNABLE.
+
+Known simplifications: CancelJob fails a PENDING job at once (AWS waits until
+its dependencies finish); every job passes through PENDING, even without
+dependencies; each ``advance`` walks all unfinished jobs, which is fine for
+demos and tests but slow for arrays of many thousands of children.
 """
 from __future__ import annotations
 
