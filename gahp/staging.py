@@ -447,12 +447,14 @@ class Stager:
         with open(path, "rb") as f:
             data = f.read()
         digest = hashlib.sha256(data).hexdigest()
-        self.s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumSHA256=_b64(digest))
+        self.s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256",
+                           ChecksumSHA256=_b64(digest))
         return digest
 
     def _put_bytes(self, bucket: str, key: str, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        self.s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumSHA256=_b64(digest))
+        self.s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256",
+                           ChecksumSHA256=_b64(digest))
         return digest
 
     # ------------------------------------------------------------------ stage in
