@@ -282,6 +282,7 @@ def test_wait_is_bounded():
 def test_unreachable_endpoint_is_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("PEGASUS_AWS_BATCH_MAX_ATTEMPTS", "1")
     monkeypatch.chdir(tmp_path)
     port = _free_port()
     rc = cli.main(["-p", "x", "-r", REGION, "--endpoint-url", f"http://127.0.0.1:{port}",

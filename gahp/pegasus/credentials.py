@@ -120,7 +120,8 @@ def s3_client_kwargs(loc: S3Location, endpoint_url: Optional[str],
 
 
 def client_config() -> Config:
-    return Config(retries={"mode": "standard", "max_attempts": 4},
+    attempts = int(os.environ.get("PEGASUS_AWS_BATCH_MAX_ATTEMPTS", "4"))
+    return Config(retries={"mode": "standard", "max_attempts": attempts},
                   connect_timeout=5, read_timeout=60)
 
 

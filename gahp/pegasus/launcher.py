@@ -39,6 +39,8 @@ LAUNCHER = r"""#!/bin/sh
 MARKER='@MARKER@'
 idx=${AWS_BATCH_JOB_ARRAY_INDEX:-${PEGASUS_AWS_BATCH_TASK_INDEX:-}}
 cluster=${PEGASUS_AWS_BATCH_CLUSTER_URL%/}
+# BATCH_FILE_* of the job named this launcher; the task's own come from its description
+unset BATCH_FILE_TYPE BATCH_FILE_S3_URL PEGASUS_AWS_BATCH_TASK_INDEX PEGASUS_AWS_BATCH_CLUSTER_URL
 top=$(pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/pegasus-aws-batch.XXXXXX") || { echo "$MARKER"; echo "mktemp failed"; exit 1; }
 errf="$work/.task-stderr"

@@ -1,0 +1,231 @@
+"""pegasus-aws-batch running bags of tasks on the local Batch: merged logs, cluster records,
+exit codes, pegasus-exitcode semantics, SubmitJob economy, SIGTERM."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from fixtures_local import wait_for
+from gahp.pegasus import cli
+from gahp.pegasus.credentials import CLIENT_HOOKS
+from Pegasus.cluster import RecordParser
+import Pegasus.exitcode as pegasus_exitcode
+
+TASK_SH = ('echo "out of task $TASK_NO"\n'
+           'echo "err of task $TASK_NO" >&2\n'
+           'exit ${TASK_EXIT:-0}\n')
+
+
+@pytest.fixture
+def run_env(local_batch, local_entities, monkeypatch, tmp_path):
+    for k, v in local_batch.client_env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PEGASUS_AWS_BATCH_POLL_INTERVAL", "0.2")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "task.sh").write_text(TASK_SH)
+    return local_batch, local_entities, tmp_path
+
+
+def write_bag(path, n, fail=(), extra_env=None):
+    tasks = []
+    for i in range(1, n + 1):
+        env = [{"name": "TASK_NO", "value": str(i)},
+               {"name": "TRANSFER_INPUT_FILES", "value": os.path.abspath("task.sh")}]
+        if i in fail:
+            env.append({"name": "TASK_EXIT", "value": "2"})
+        env += extra_env or []
+        tasks.append({"jobName": f"ID000{i:02d}", "executable": "sh", "arguments": "task.sh",
+                      "environment": env})
+    with open(path, "w") as fh:
+        json.dump({"SubmitJob": tasks}, fh)
+    return str(path)
+
+
+def run_cli(lb, ents, prefix, job_file, *extra):
+    return cli.main(["-p", prefix, "-j", ents.job_definition, "-q", ents.job_queue,
+                     "-s", f"{ents.s3_url}/pegasus-tests", "-r", lb.region,
+                     "--endpoint-url", lb.endpoint_url, "-m", f"merged/{prefix}",
+                     "-L", "warn", *extra, job_file])
+
+
+def records(text, kind):
+    out = []
+    pos = 0
+    while True:
+        b = text.find(f"[{kind}", pos)
+        if b < 0:
+            return out
+        e = text.find("]", b)
+        out.append(RecordParser(text[b:e + 1]).parse())
+        pos = e + 1
+
+
+def test_bag_of_five_succeeds(run_env):
+    lb, ents, tmp = run_env
+    rc = run_cli(lb, ents, "merge5", write_bag("merge5.in", 5))
+    assert rc == 0
+    out = (tmp / "merged" / "merge5.out").read_text()
+    err = (tmp / "merged" / "merge5.err").read_text()
+    for i in range(1, 6):
+        assert f"out of task {i}\n" in out
+        assert f"err of task {i}\n" in err
+        assert f"err of task {i}" not in out
+    tasks = records(out, "cluster-task")
+    assert len(tasks) == 5 and out.count("[cluster-task") == 5
+    assert [t["name"] for t in tasks] == [f"ID000{i:02d}" for i in range(1, 6)]
+    assert all(t["state"] == "succeeded" and t["status"] == "0" for t in tasks)
+    assert "[cluster-summary tasks=5, succeeded=5, failed=0" in out
+    # per-task files were merged away, the jobstate log is there
+    assert not list((tmp / "merged").glob("ID000*"))
+    states = (tmp / "merged" / "merge5.jobstate.log").read_text().split("\n")
+    assert any(l.split()[1:3] == ["ID00003", "SUCCEEDED"] for l in states if l)
+    # Pegasus's own pegasus-exitcode accepts it
+    pegasus_exitcode.exitcode(str(tmp / "merged" / "merge5.out"), rename=False,
+                              generate_meta=False)
+    # internal launcher files are gone, staged inputs stay
+    s3 = lb.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=ents.bucket,
+                                                 Prefix="jobs/pegasus-tests/").get("Contents", [])]
+    assert "jobs/pegasus-tests/task.sh" in keys
+    assert not [k for k in keys if "_pegasus-aws-batch/merge5/" in k]
+
+
+def test_failing_task_gives_exit_1(run_env):
+    lb, ents, tmp = run_env
+    rc = run_cli(lb, ents, "fail2", write_bag("fail2.in", 2, fail=(2,)))
+    assert rc == 1
+    out = (tmp / "merged" / "fail2.out").read_text()
+    err = (tmp / "merged" / "fail2.err").read_text()
+    assert "[cluster-summary tasks=2, succeeded=1, failed=1" in out
+    t = {r["name"]: r for r in records(out, "cluster-task")}
+    assert t["ID00001"]["status"] == "0" and t["ID00002"]["status"] == "1"
+    assert t["ID00002"]["state"] == "failed"
+    assert "task ID00002 exitcode 2" in err
+    with pytest.raises(pegasus_exitcode.JobFailed, match="failed=1"):
+        pegasus_exitcode.exitcode(str(tmp / "merged" / "fail2.out"), rename=False,
+                                  generate_meta=False)
+
+
+def test_exitcode_without_summary_fails(tmp_path):
+    p = tmp_path / "x.out"
+    p.write_text('[cluster-task id=1, name="a", aws-job-id="j", state=succeeded, status=0, '
+                 'id=1, app="sh"]\n')
+    with pytest.raises(pegasus_exitcode.JobFailed, match="cluster-summary is missing"):
+        pegasus_exitcode.exitcode(str(p), rename=False, generate_meta=False)
+
+
+def test_single_task_and_mixed_definitions(run_env):
+    """Tasks naming another job definition are not put in the array."""
+    lb, ents, tmp = run_env
+    batch = lb.client("batch")
+    other = batch.register_job_definition(
+        jobDefinitionName="pegasus-other-def", type="container",
+        containerProperties={"image": "local/fetch_and_run", "command": ["/bin/true"],
+                             "vcpus": 1, "memory": 256})["jobDefinitionArn"]
+    path = write_bag("mixed.in", 3)
+    data = json.load(open(path))
+    data["SubmitJob"][2]["jobDefinition"] = other
+    json.dump(data, open(path, "w"))
+    calls = []
+    hook = lambda c: c.meta.events.register("before-parameter-build.batch.SubmitJob",
+                                            lambda params, **kw: calls.append(params))
+    CLIENT_HOOKS.append(hook)
+    try:
+        rc = run_cli(lb, ents, "mixed", path)
+    finally:
+        CLIENT_HOOKS.remove(hook)
+    assert rc == 0
+    assert len(calls) == 2
+    arrays = [c for c in calls if "arrayProperties" in c]
+    assert len(arrays) == 1 and arrays[0]["arrayProperties"]["size"] == 2
+    out = (tmp / "merged" / "mixed.out").read_text()
+    assert "out of task 3\n" in out and "[cluster-summary tasks=3, succeeded=3, failed=0" in out
+
+
+def test_sigterm_terminates_submitted_tasks(run_env):
+    lb, ents, tmp = run_env
+    (tmp / "task.sh").write_text("echo started; sleep 120\n")
+    path = write_bag("slow.in", 2)
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gahp.pegasus.cli", "-p", "slow", "-j", ents.job_definition,
+         "-q", ents.job_queue, "-s", f"{ents.s3_url}/pegasus-tests", "-r", lb.region,
+         "--endpoint-url", lb.endpoint_url, "-m", "merged/slow", path],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    batch = lb.client("batch")
+    try:
+        state_log = tmp / "merged" / "slow.jobstate.log"
+
+        def parent():
+            if not state_log.exists():
+                return None
+            for line in state_log.read_text().splitlines():
+                if line.split()[2] == "SUBMITTED":
+                    return line.split()[3].split(":")[0]
+        pid = wait_for(parent, timeout=30, message="array job submitted")
+        ids = [pid]
+        wait_for(lambda: all(j["status"] == "RUNNING" for j in batch.describe_jobs(
+            jobs=[f"{pid}:{i}" for i in range(2)])["jobs"]), timeout=30,
+            message="both tasks running")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, err
+    assert "interrupted by signal" in err
+    job = batch.describe_jobs(jobs=[ids[0]])["jobs"][0]
+    kids = batch.describe_jobs(jobs=[f"{ids[0]}:{i}" for i in range(2)])["jobs"]
+    assert job["status"] == "FAILED" and all(k["status"] == "FAILED" for k in kids)
+    assert "[cluster-summary tasks=2, succeeded=0, failed=2" in (tmp / "merged" / "slow.out").read_text()
+
+
+# ------------------------------------------------------------------ SubmitJob economy (moto)
+
+from test_pegasus_entities import moto_endpoint, network  # noqa: E402,F401
+
+
+def test_hundred_tasks_cost_at_most_two_submits(moto_endpoint, network, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("PEGASUS_AWS_BATCH_POLL_INTERVAL", "0.05")
+    monkeypatch.chdir(tmp_path)
+    import gahp.pegasus.bag as bag
+    monkeypatch.setattr(bag, "task_logs", lambda logs, detail: ("", "", True))
+    b = boto3.client("batch", endpoint_url=moto_endpoint, region_name="us-west-2",
+                     aws_access_key_id="testing", aws_secret_access_key="testing")
+    iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-west-2",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    role = iam.get_role(RoleName="AWSBatchServiceRole")["Role"]["Arn"]
+    b.create_compute_environment(computeEnvironmentName="count-ce", type="UNMANAGED",
+                                 state="ENABLED", serviceRole=role)
+    b.create_job_queue(jobQueueName="count-q", priority=1, state="ENABLED",
+                       computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "count-ce"}])
+    b.register_job_definition(jobDefinitionName="count-def", type="container",
+                              containerProperties={"image": "x", "vcpus": 1, "memory": 128})
+    tasks = [{"jobName": f"t{i}", "executable": "/bin/echo", "arguments": f"task {i}"}
+             for i in range(100)]
+    (tmp_path / "big.in").write_text(json.dumps({"SubmitJob": tasks}))
+    calls, described = [], []
+    hook = lambda c: (c.meta.events.register("before-parameter-build.batch.SubmitJob",
+                                             lambda params, **kw: calls.append(params)),
+                      c.meta.events.register("before-parameter-build.batch.DescribeJobs",
+                                             lambda params, **kw: described.append(params)))
+    CLIENT_HOOKS.append(hook)
+    try:
+        rc = cli.main(["-p", "big", "-j", "count-def", "-q", "count-q", "-s", "s3://count-stage/run",
+                       "-r", "us-west-2", "--endpoint-url", moto_endpoint, "-m", "m/big",
+                       "-L", "warn", str(tmp_path / "big.in")])
+    finally:
+        CLIENT_HOOKS.remove(hook)
+    assert rc == 0
+    assert 1 <= len(calls) <= 2
+    assert all(len(d["jobs"]) <= 100 for d in described)
+    out = (tmp_path / "m" / "big.out").read_text()
+    assert out.count("[cluster-task") == 100
+    assert "[cluster-summary tasks=100, succeeded=100, failed=0" in out
