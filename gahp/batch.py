@@ -49,7 +49,7 @@ class BatchBackend:
         self.settings = settings
         self._region = region or settings.region
         self._lock = threading.Lock()
-        self._clients: dict[str, object] = {}
+        self._clients: dict[tuple[str, bool], object] = {}
         self._session = None
 
     # ------------------------------------------------------------------ plumbing
@@ -68,22 +68,25 @@ class BatchBackend:
             raise AWSError("no AWS region: set AWSBATCH_GAHP_REGION (or a region in ~/.aws/config)")
         return region
 
-    def client(self, service: str):
+    def client(self, service: str, *, quick: bool = False):
+        """A shared client.  ``quick`` ones (for ping) give up after one retry, so an
+        unreachable endpoint is reported in seconds rather than after a long backoff."""
+        key = (service, quick)
         with self._lock:
-            client = self._clients.get(service)
+            client = self._clients.get(key)
             if client is None:
                 from botocore.config import Config
 
                 config = Config(
-                    retries={"mode": "adaptive", "max_attempts": 8},
+                    retries={"mode": "standard", "max_attempts": 2} if quick else {"mode": "adaptive", "max_attempts": 8},
                     max_pool_connections=max(10, self.settings.workers + 4),
-                    connect_timeout=10,
-                    read_timeout=60,
+                    connect_timeout=5 if quick else 10,
+                    read_timeout=20 if quick else 60,
                 )
                 client = self._get_session().client(
                     service, endpoint_url=self.settings.endpoint_url, config=config
                 )
-                self._clients[service] = client
+                self._clients[key] = client
             return client
 
     @property
@@ -122,10 +125,11 @@ class BatchBackend:
 
     def check_queue(self, queue: str | None) -> str | None:
         """None when the queue is usable, else a reason; raises on AWS errors."""
+        batch = self.client("batch", quick=True)
         if not queue:
-            self.batch.describe_job_queues(maxResults=1)
+            batch.describe_job_queues(maxResults=1)
             return None
-        queues = self.batch.describe_job_queues(jobQueues=[queue]).get("jobQueues", [])
+        queues = batch.describe_job_queues(jobQueues=[queue]).get("jobQueues", [])
         if not queues:
             return f"AWS Batch job queue {queue!r} does not exist in {self.region}"
         q = queues[0]

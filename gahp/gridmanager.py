@@ -67,8 +67,11 @@ class Result:
         return self.fields[3]
 
 
-def _read_lines(stream, sink: "queue.Queue[tuple[float, str | None]]") -> None:
-    """Split GAHP output into lines at *unescaped* LFs, stamping their arrival time."""
+def _read_lines(stream, sink: "queue.Queue[tuple[float, str | None]]", notify: threading.Event) -> None:
+    """Split GAHP output into lines at *unescaped* LFs, stamping their arrival time.
+
+    An ``R`` line is an async notification: it wakes the poller at once (as the
+    gridmanager's pipe handler does) and is also queued, to be swallowed by the reader."""
     buf: list[str] = []
     escaped = False
     while True:
@@ -86,7 +89,10 @@ def _read_lines(stream, sink: "queue.Queue[tuple[float, str | None]]") -> None:
             elif ch == "\\":
                 escaped = True
             elif ch == "\n":
-                sink.put((time.monotonic(), "".join(buf)))
+                line = "".join(buf)
+                if line.rstrip("\r\n") == "R":
+                    notify.set()
+                sink.put((time.monotonic(), line))
                 buf = []
 
 
@@ -127,7 +133,7 @@ class Gridmanager:
             stderr=self._stderr if self._stderr is not None else subprocess.DEVNULL,
             env=self.env, cwd=self.cwd, close_fds=True, bufsize=0,
         )
-        threading.Thread(target=_read_lines, args=(self.proc.stdout, self._lines), daemon=True).start()
+        threading.Thread(target=_read_lines, args=(self.proc.stdout, self._lines, self.notified), daemon=True).start()
         line = self._read_line(timeout=max(self.response_timeout, 10.0), what="the banner")
         self.banner_seconds = time.monotonic() - started
         text = line.rstrip("\r\n")

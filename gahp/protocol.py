@@ -26,6 +26,8 @@ CRLF = "\r\n"
 
 #: Longest single argument the gridmanager can read (``buf_size = 1024*500``, §2.2).
 MAX_ARGUMENT_BYTES = 500 * 1024 - 1
+#: Longest request line we buffer; the gridmanager's lines are far shorter.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- escaping
@@ -56,37 +58,55 @@ class LineTokenizer:
 
     A line ends at an unescaped LF; an unescaped CR is dropped; ``\\X`` is ``X`` for any
     byte X (so ``\\<LF>`` is a newline *inside* an argument).  Bytes are decoded as UTF-8
-    with ``surrogateescape`` so nothing is ever lost or rejected at this level.
+    with ``surrogateescape`` so nothing is ever lost or rejected at this level.  A line
+    longer than ``max_line`` bytes is discarded up to its end and reported as
+    :data:`OVERSIZED`, so garbage on stdin cannot exhaust memory.
     """
 
-    def __init__(self) -> None:
+    OVERSIZED = ["\x00oversized"]
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
         self._args: list[bytearray] = [bytearray()]
         self._escaped = False
+        self._size = 0
+        self._max = max_line
+        self._discarding = False
 
     def feed(self, data: bytes) -> list[list[str]]:
         lines: list[list[str]] = []
         args = self._args
         for byte in data:
             if self._escaped:
-                args[-1].append(byte)
                 self._escaped = False
+                if not self._discarding:
+                    args[-1].append(byte)
             elif byte == 0x5C:  # backslash
                 self._escaped = True
-            elif byte == 0x20:  # space
-                args.append(bytearray())
-            elif byte == 0x0D:  # unescaped CR
                 continue
             elif byte == 0x0A:  # unescaped LF: end of line
-                lines.append([a.decode("utf-8", "surrogateescape") for a in args])
+                if self._discarding:
+                    lines.append(list(self.OVERSIZED))
+                else:
+                    lines.append([a.decode("utf-8", "surrogateescape") for a in args])
                 args = self._args = [bytearray()]
+                self._size, self._discarding = 0, False
+                continue
+            elif self._discarding or byte == 0x0D:  # unescaped CR is dropped
+                continue
+            elif byte == 0x20:  # space
+                args.append(bytearray())
             else:
                 args[-1].append(byte)
+            self._size += 1
+            if self._size > self._max and not self._discarding:
+                self._discarding = True
+                args = self._args = [bytearray()]
         return lines
 
     @property
     def pending(self) -> bool:
         """True if a partial line is buffered (used to log a truncated last line at EOF)."""
-        return self._escaped or len(self._args) > 1 or bool(self._args[0])
+        return self._escaped or self._discarding or len(self._args) > 1 or bool(self._args[0])
 
 
 def tokenize_line(line: str | bytes) -> list[str]:
@@ -192,6 +212,8 @@ def parse_request(argv: list[str]) -> Request:
     """Validate a tokenised request: known command (any case), argument count, reqid."""
     if not argv or argv == [""]:
         raise RequestError("Empty request")
+    if argv == LineTokenizer.OVERSIZED:
+        raise RequestError(f"request line longer than {MAX_LINE_BYTES} bytes, ignored")
     name = argv[0].upper()
     spec = COMMANDS.get(name)
     if spec is None:

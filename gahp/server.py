@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -133,19 +134,38 @@ class GahpServer:
 
     # ------------------------------------------------------------------ main loop
     def serve(self, infd: int = 0) -> int:
+        """Read requests until EOF, QUIT or a signal.
+
+        A signal may be delivered to any thread, which would leave a plain blocking read
+        on stdin asleep; so the loop also watches the signal wake-up pipe, and the
+        Python handler (which raises SystemExit) runs as soon as select returns."""
         tokenizer = protocol.LineTokenizer()
-        while not self.output.broken:
-            try:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        previous = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False) if threading.current_thread() is threading.main_thread() else None
+        try:
+            while not self.output.broken:
+                try:
+                    ready, _, _ = select.select([infd, wake_r], [], [])
+                except InterruptedError:
+                    continue
+                if wake_r in ready:
+                    os.read(wake_r, 512)
+                if infd not in ready:
+                    continue
                 data = os.read(infd, 65536)
-            except InterruptedError:
-                continue
-            if not data:
-                log.info("stdin closed; exiting")
-                return 0
-            for argv in tokenizer.feed(data):
-                if not self.handle(argv):
+                if not data:
+                    log.info("stdin closed; exiting")
                     return 0
-        return 0
+                for argv in tokenizer.feed(data):
+                    if not self.handle(argv):
+                        return 0
+            return 0
+        finally:
+            if previous is not None:
+                signal.set_wakeup_fd(previous)
+            os.close(wake_r)
+            os.close(wake_w)
 
     def shutdown(self) -> None:
         service = self._service

@@ -112,7 +112,7 @@ class JobService:
         # must never queue behind the very requests that wait (that would stall for minutes).
         self._transfers = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="transfer")
         self._backend_factory = backend_factory or (lambda region: BatchBackend(settings, region=region))
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._backends: dict[str | None, BatchBackend] = {}
         self._pollers: dict[str, StatusPoller] = {}
         self._completions: dict[str, concurrent.futures.Future] = {}

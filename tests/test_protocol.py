@@ -162,3 +162,11 @@ def test_transcript_replies_parse_with_our_reader():
         assert args and args[0]
         if args[0][0].isdigit():  # a result line: known arities only
             assert len(args) in (3, 4, 5)
+
+
+def test_oversized_lines_are_discarded_and_answered():
+    tok = protocol.LineTokenizer(max_line=10)
+    assert tok.feed(b"BLAH_PING 2 " + b"x" * 100) == []
+    assert tok.feed(b"\\\nstill the same line\nCOMMANDS\r\n") == [protocol.LineTokenizer.OVERSIZED, ["COMMANDS"]]
+    with pytest.raises(protocol.RequestError, match="longer than"):
+        protocol.parse_request(protocol.LineTokenizer.OVERSIZED)
