@@ -229,3 +229,16 @@ def test_hundred_tasks_cost_at_most_two_submits(moto_endpoint, network, monkeypa
     out = (tmp_path / "m" / "big.out").read_text()
     assert out.count("[cluster-task") == 100
     assert "[cluster-summary tasks=100, succeeded=100, failed=0" in out
+
+
+def test_demo_diamond(local_batch, local_entities, monkeypatch, tmp_path):
+    from gahp.pegasus.demo import run_pegasus_diamond
+    for k, v in local_batch.client_env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PEGASUS_AWS_BATCH_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("PEGASUS_AWS_BATCH_MAX_POLL_INTERVAL", "1")
+    assert run_pegasus_diamond(local_batch.endpoint_url, local_batch.region, local_entities,
+                               tmp_path / "diamond")
+    out = (tmp_path / "diamond" / "count_ID0000002.out").read_text()
+    assert "[cluster-summary tasks=3, succeeded=3, failed=0" in out
+    assert "total words:" in (tmp_path / "diamond" / "summary.txt").read_text()

@@ -161,7 +161,9 @@ class BagRunner:
             self.outdir = os.path.abspath(workdir or os.getcwd())
         env_poll = os.environ.get("PEGASUS_AWS_BATCH_POLL_INTERVAL")
         self.poll = float(poll_interval if poll_interval is not None else (env_poll or 0.5))
-        self.max_poll = max(self.poll, float(max_poll_interval))
+        max_poll_interval = float(os.environ.get("PEGASUS_AWS_BATCH_MAX_POLL_INTERVAL",
+                                                 max_poll_interval))
+        self.max_poll = max(self.poll, max_poll_interval)
         self.progress = progress          # callable(str) for human-readable progress
         self.units: list = []
         self.tasks: list = []
