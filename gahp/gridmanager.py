@@ -229,6 +229,22 @@ class Gridmanager:
         self.pending[reqid] = command
         return reqid
 
+    def replay(self, raw: str, timeout: float = 60.0):
+        """Send one recorded gridmanager line byte for byte and check what comes back."""
+        argv = protocol.tokenize_line(raw)
+        command = argv[0].upper()
+        if command == "RESULTS":
+            return self.poll()
+        reply = self.send(raw.rstrip("\r\n"))
+        if command in protocol.RESULT_ARITY:
+            if not reply or not reply[0].startswith("S"):
+                raise ProtocolViolation(f"{raw!r} was answered {reply!r}: the gridmanager would EXCEPT")
+            self.pending[argv[1]] = command
+            return self.wait(argv[1], timeout)
+        if not reply or reply[0] != "S":
+            raise ProtocolViolation(f"{raw!r} was answered {reply!r}")
+        return reply
+
     def poll(self) -> list[Result]:
         """One ``RESULTS`` exchange, every line validated."""
         self.notified.clear()
