@@ -156,3 +156,51 @@ def test_cancel_of_a_running_staged_job(staged_gahp, tmp_path, local_batch, batc
     assert staged_gahp.cancel(result.job_id).rc == 0
     wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=20, message="the job's processes to end")
     wait_for(lambda: keys_under(s3, url) == [], timeout=30, message="the staging prefix to be deleted")
+
+
+def test_terminated_job_still_uploads_what_exists(local_batch, local_entities, batch, s3, tmp_path):
+    """SIGTERM (TerminateJob, timeout, spot reclaim): the wrapper stops the command and
+    uploads the partial output and a result record before the container is gone."""
+    from gahp.config import Settings
+    from gahp.jobad import JobSpec
+    from gahp.staging import Stager, parse_result
+    from gahp.submission import build_submit_request
+
+    settings = Settings(s3_url=local_entities.s3_url, job_queue=local_entities.job_queue,
+                        job_definition=local_entities.job_definition)
+    stager = Stager(s3, settings)
+    spec = JobSpec(job_directory="home_bl_term", job_name="condor-term", cmd="/bin/sh",
+                   args=["-c", "echo partial; exec sleep 60"], env={}, iwd=str(tmp_path), stdin=None,
+                   stdout=str(tmp_path / "o"), stderr=str(tmp_path / "e"), stage_cmd=False)
+    launch, url = stager.stage_in(spec)
+    request = build_submit_request(spec, settings, launch, JobRecord.from_spec(spec, url))
+    batch_id = batch.submit_job(**request)["jobId"]
+    bucket, prefix = split_s3_url(url)
+
+    def started():
+        log = local_batch.job_pids(batch_id)
+        return len(log) >= 2 and log
+    wait_for(started, timeout=30, message="the job to run")
+    wait_for(lambda: "running the job" in job_log(local_batch, batch, batch_id), timeout=20,
+             message="the command to start")
+    batch.terminate_job(jobId=batch_id, reason="test")
+    detail = wait_for(lambda: (d := describe_job(batch, batch_id)) and d["status"] == "FAILED" and d,
+                      timeout=20, message="the job to fail")
+    record = parse_result(s3.get_object(Bucket=bucket, Key=prefix + "out/result")["Body"].read().decode())
+    assert record["terminated"] == "TERM" and record["exit_signal"] == "15", record
+    result = stager.stage_out(JobRecord.from_detail(detail), detail)
+    assert result.exit_signal == 15 and (tmp_path / "o").read_text() == "partial\n"
+    stager.cleanup(url)
+
+
+def job_log(local_batch, batch, batch_id):
+    detail = describe_job(batch, batch_id)
+    stream = (detail or {}).get("container", {}).get("logStreamName")
+    if not stream:
+        return ""
+    try:
+        events = local_batch.client("logs").get_log_events(
+            logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)["events"]
+    except Exception:
+        return ""
+    return "\n".join(e["message"] for e in events)
