@@ -70,6 +70,8 @@ MULTIPART_CHUNKSIZE = 64 * 1024 * 1024
 #: Files up to this size are read into memory and sent with one PutObject.
 SMALL_FILE = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
+#: DeleteObjects takes at most 1000 keys.
+DELETE_BATCH = 1000
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -663,7 +665,7 @@ class Stager:
         batch: list[dict] = []
         for key in self._list(bucket, prefix):
             batch.append({"Key": key})
-            if len(batch) == 1000:
+            if len(batch) >= DELETE_BATCH:
                 self.s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
                 batch = []
         if batch:

@@ -272,9 +272,11 @@ def test_stage_out_reports_a_wrapper_staging_error(stager, prefix, tmp_path):
         stager.stage_out(record_for(tmp_path, prefix), {**DETAIL, "status": "FAILED"})
 
 
-def test_cleanup_deletes_more_than_one_page(stager, prefix):
+def test_cleanup_deletes_in_batches(stager, prefix, monkeypatch):
+    import gahp.staging
+    monkeypatch.setattr(gahp.staging, "DELETE_BATCH", 7)
     bucket, key = split_s3_url(prefix)
-    for i in range(1005):
+    for i in range(20):
         stager.s3.put_object(Bucket=bucket, Key=f"{key}many/{i}", Body=b"")
     stager.cleanup(prefix)
     assert stager.s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0) == 0
