@@ -8,7 +8,11 @@ burn the account's Batch API rate, so requests are parked here and answered toge
   at once, as is a job already in a final state;
 * otherwise the request waits for the next sweep; a sweep describes every waiting job
   plus every job still being tracked, in calls of at most 100 ids, and runs at most once
-  per ``interval`` (so N requests cost ceil(jobs/100) calls, whatever N is).
+  per ``interval`` (so N requests cost ceil(jobs/100) calls, whatever N is);
+* a job never described before (a fresh GAHP answering for ids of an earlier process)
+  does not wait for the interval: such jobs are gathered for a moment and described
+  together at once, so a restarted GAHP is not slowed down by the gridmanager's
+  50-requests-in-flight window.  Jobs this process submitted are tracked from the start.
 
 Callbacks run on the sweeper thread and must be quick (the service hands real work to
 its worker pool).
@@ -52,6 +56,7 @@ class StatusPoller:
         self._last_sweep = float("-inf")
         self._stopped = False
         self.sweeps = 0
+        self.discoveries = 0
         self._thread = threading.Thread(target=self._run, name="status-sweeper", daemon=True)
         self._thread.start()
 
@@ -86,6 +91,11 @@ class StatusPoller:
             self._cond.notify_all()
 
     # ------------------------------------------------------------------ sweeper
+    def track(self, batch_id: str) -> None:
+        """Include a job in every sweep from now on (called for jobs we just submitted)."""
+        with self._cond:
+            self._asked[batch_id] = self._clock()
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -93,28 +103,35 @@ class StatusPoller:
                     self._cond.wait()
                 if self._stopped:
                     return
-                # Respect the minimum spacing between sweeps, then gather a burst.
                 delay = self._last_sweep + self.interval - self._clock()
-                if delay > 0:
+                unseen = any(job_id not in self._cache for job_id in self._waiting)
+                if delay > 0 and not unseen:
                     self._cond.wait(timeout=delay)
                     continue
-            time.sleep(self._gather)
-            self._sweep()
+            time.sleep(self._gather)  # let a burst of requests arrive
+            self._sweep(full=delay <= 0)
 
-    def _sweep(self) -> None:
+    def _sweep(self, full: bool = True) -> None:
+        """A full sweep refreshes everything tracked; a discovery sweep only never-seen jobs."""
         now = self._clock()
         with self._cond:
-            waiting, self._waiting = self._waiting, {}
-            horizon = now - self._track_for
-            for job_id, asked in list(self._asked.items()):
-                if asked < horizon:
-                    del self._asked[job_id]
-            tracked = [
-                job_id for job_id in self._asked
-                if job_id not in waiting
-                and not ((c := self._cache.get(job_id)) and c[1] is not None and c[1].get("status") in FINAL)
-            ]
-            self._last_sweep = now
+            if not full:
+                waiting = {j: cbs for j, cbs in self._waiting.items() if j not in self._cache}
+                for job_id in waiting:
+                    del self._waiting[job_id]
+                tracked = []
+            else:
+                waiting, self._waiting = self._waiting, {}
+                horizon = now - self._track_for
+                for job_id, asked in list(self._asked.items()):
+                    if asked < horizon:
+                        del self._asked[job_id]
+                tracked = [
+                    job_id for job_id in self._asked
+                    if job_id not in waiting
+                    and not ((c := self._cache.get(job_id)) and c[1] is not None and c[1].get("status") in FINAL)
+                ]
+                self._last_sweep = now
         ids = list(waiting) + tracked
         error: BaseException | None = None
         found: dict[str, dict] = {}
@@ -123,7 +140,10 @@ class StatusPoller:
         except BaseException as exc:  # noqa: BLE001 - reported to every waiting request
             error = exc
             log.warning("DescribeJobs sweep of %d jobs failed: %s", len(ids), exc)
-        self.sweeps += 1
+        if full:
+            self.sweeps += 1
+        else:
+            self.discoveries += 1
         with self._cond:
             if error is None:
                 for job_id in ids:

@@ -188,6 +188,7 @@ class JobService:
         batch_id = backend.submit_job(request)
         job_id = format_job_id(region, batch_id)
         self._submitted_at[job_id] = time.monotonic()
+        self.poller(region).track(batch_id)
         log.info("submitted %s as %s (%s)", spec.job_name, job_id, queue)
         return job_id
 

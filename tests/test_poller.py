@@ -56,12 +56,45 @@ def test_many_requests_cost_ceil_jobs_over_100_calls():
 def test_sweeps_are_spaced_by_the_interval_and_refresh_tracked_jobs():
     jobs = {"a": {"jobId": "a", "status": "RUNNING"}, "b": {"jobId": "b", "status": "RUNNING"}}
     describe = FakeDescribe(jobs)
-    poller = StatusPoller(describe, interval=0.3)
+    poller = StatusPoller(describe, interval=0.5)
     ask(poller, ["a"])
     started = time.monotonic()
-    ask(poller, ["b"])  # needs a new sweep, which waits for the interval
-    assert time.monotonic() - started >= 0.2
-    assert describe.calls[-1] == ["b", "a"]  # the tracked job rides along
+    ask(poller, ["b"])  # never seen: described at once, on its own
+    assert time.monotonic() - started < 0.3 and describe.calls[-1] == ["b"]
+    ask(poller, ["a"])  # seen, still fresh: from the cache
+    assert len(describe.calls) == 2
+    time.sleep(0.5)
+    started = time.monotonic()
+    ask(poller, ["a"])  # stale: waits for the next full sweep, which refreshes "b" too
+    assert sorted(describe.calls[-1]) == ["a", "b"]
+    assert poller.sweeps == 2 and poller.discoveries == 1
+    poller.stop()
+
+
+def test_a_full_sweep_is_never_sooner_than_the_interval():
+    jobs = {"a": {"jobId": "a", "status": "RUNNING"}}
+    describe = FakeDescribe(jobs)
+    poller = StatusPoller(describe, interval=0.4)
+    ask(poller, ["a"])
+    first = time.monotonic()
+    time.sleep(0.05)
+    poller.forget("a")
+    poller._cache["a"] = (poller._clock() - 1.0, jobs["a"])  # stale, but seen
+    ask(poller, ["a"])
+    assert time.monotonic() - first >= 0.35
+    poller.stop()
+
+
+def test_jobs_tracked_at_submit_ride_along_the_first_sweep():
+    jobs = {f"j{i}": {"jobId": f"j{i}", "status": "RUNNABLE"} for i in range(150)}
+    describe = FakeDescribe(jobs)
+    poller = StatusPoller(describe, interval=5.0)
+    for job_id in jobs:
+        poller.track(job_id)
+    ask(poller, ["j0"])
+    assert len(describe.calls) == 2  # all 150 in one sweep
+    ask(poller, [f"j{i}" for i in range(150)])
+    assert len(describe.calls) == 2
     poller.stop()
 
 
