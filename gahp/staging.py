@@ -273,6 +273,7 @@ def render_job_script(spec: JobSpec, plan: InputPlan, *, fast_manifest: bool) ->
     lines.append("job_env() {")
     if plan.proxy:
         env.setdefault("X509_USER_PROXY", "")
+        lines.append(f"    chmod 600 \"$root/\"{q(plan.proxy)} 2>/dev/null")
         lines.append(f"    X509_USER_PROXY=\"$root/\"{q(plan.proxy)}; export X509_USER_PROXY")
     for name, value in env.items():
         if name == "X509_USER_PROXY" and plan.proxy and not spec.env.get(name):

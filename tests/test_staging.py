@@ -282,3 +282,11 @@ def test_cleanup_deletes_in_batches(stager, prefix, monkeypatch):
     assert stager.s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0) == 0
     with pytest.raises(ValueError):
         stager.cleanup(f"s3://{bucket}")
+
+
+def test_job_script_exports_the_proxy_path(tmp_path):
+    script = render_job_script(spec(tmp_path), InputPlan(cmd="/x", cmd_staged=False, proxy="work/x509up_u1"),
+                               fast_manifest=False)
+    out = subprocess.run(["sh", "-c", f"root=/r\n{script}\njob_env\nprintf %s \"$X509_USER_PROXY\""],
+                         capture_output=True, check=True).stdout
+    assert out == b"/r/work/x509up_u1"
