@@ -63,10 +63,18 @@ def network(moto_endpoint):
     trust = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"},
          "Action": "sts:AssumeRole"}]})
+    # moto's backends are per process, so another module may have made these already
     for role in ("AWSBatchServiceRole", "ecsInstanceRole", "batchJobRole"):
-        iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
-    iam.create_instance_profile(InstanceProfileName="ecsInstanceRole")
-    iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole", RoleName="ecsInstanceRole")
+        try:
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+        except iam.exceptions.EntityAlreadyExistsException:
+            pass
+    try:
+        iam.create_instance_profile(InstanceProfileName="ecsInstanceRole")
+        iam.add_role_to_instance_profile(InstanceProfileName="ecsInstanceRole",
+                                         RoleName="ecsInstanceRole")
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
     sg = ec2.create_security_group(GroupName="pegasus", Description="x", VpcId=vpc)["GroupId"]
