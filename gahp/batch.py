@@ -29,6 +29,8 @@ def describe_error(exc: BaseException) -> str:
     """A short, actionable text for a boto3/botocore exception."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
+    if isinstance(exc, AWSError):
+        return str(exc)
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         return f"{err.get('Code', 'ClientError')}: {err.get('Message', str(exc))}"

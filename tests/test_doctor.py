@@ -44,5 +44,12 @@ def test_doctor_fails_clearly(local_batch, local_entities, gahp_home):
 def test_doctor_without_credentials(local_batch, local_entities, tmp_path):
     home = tmp_path / "empty-home"
     home.mkdir()
-    code, out = run_doctor(home, knobs_for(local_batch, local_entities))
+    code, out = run_doctor(home, knobs_for(local_batch, local_entities, AWSBATCH_GAHP_REGION=local_batch.region))
     assert code == 1 and "FAIL credentials" in out and "no AWS credentials" in out
+
+
+def test_doctor_without_region(local_batch, local_entities, tmp_path):
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    code, out = run_doctor(home, knobs_for(local_batch, local_entities))
+    assert code == 1 and out.startswith("FAIL region: no AWS region: set AWSBATCH_GAHP_REGION")
