@@ -41,8 +41,6 @@ def test_config_snippet_parses_and_sets_the_gahp(tmp_path):
 
 
 def test_condor_only_env_knobs_reach_the_settings(monkeypatch):
-    from gahp.config import Settings
-
     monkeypatch.setenv("CONDOR_CONFIG", "ONLY_ENV")
     monkeypatch.setenv("_CONDOR_AWSBATCH_GAHP_JOB_QUEUE", "q1")
     monkeypatch.setenv("_CONDOR_AWSBATCH_GAHP_POLL_INTERVAL", "7.5")
