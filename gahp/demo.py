@@ -50,8 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", type=int, default=4, help="number of parallel count jobs (default 4)")
     p.add_argument("--words", type=int, default=3000, help="words in the generated input text (default 3000)")
     p.add_argument("--port", type=int, default=0, help="port of the local AWS Batch (default 0: any free port)")
-    p.add_argument("--state-delay", type=float, default=0.0,
-                   help="seconds the local Batch spends in each waiting state (default 0)")
+    p.add_argument("--state-delay", type=float, default=0.2,
+                   help="seconds the local Batch spends in each waiting state, to watch the states go by "
+                        "(default 0.2)")
     p.add_argument("--poll-interval", type=float, default=0.5,
                    help="seconds between status polls, of the GAHP and of the demo (default 0.5)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per level (default 120)")
@@ -395,7 +396,7 @@ class _Driver:
 
 
 def run_demo(args, console) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
     from .gridmanager import Gridmanager, ProtocolViolation
 
@@ -442,7 +443,7 @@ def run_demo(args, console) -> int:
                     raise _DemoFailure(f"BLAH_PING failed: {ping.error}")
                 driver = _Driver(gm, lb, console, args, args.poll_interval)
                 columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                           MofNCompleteColumn(), TextColumn("{task.fields[states]}"), TimeElapsedColumn()]
+                           MofNCompleteColumn(), TextColumn("{task.fields[states]}"), _seconds_column()]
                 with Progress(*columns, console=console, transient=False) as progress:
                     tasks = [progress.add_task(f"level {lv[0].job.level}: {lv[0].job.level_name:<8}",
                                                total=len(lv), states="waiting", start=False) for lv in runs]
@@ -486,7 +487,7 @@ def run_demo(args, console) -> int:
                             gm.proc.kill()
                             gm.proc.wait()
                 _show_results(console, runs, workdir, data_dir, logs_dir, ok, failure,
-                              time.monotonic() - started)
+                              time.monotonic() - started, staging=args.staging)
                 if args.keep:
                     session.keep()
     finally:
@@ -496,6 +497,20 @@ def run_demo(args, console) -> int:
 
 class _DemoFailure(Exception):
     pass
+
+
+def _seconds_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Seconds(ProgressColumn):
+        """Elapsed time of a level with a decimal: levels of the local Batch take about a second."""
+
+        def render(self, task):
+            elapsed = task.finished_time if task.finished else task.elapsed
+            return Text("" if elapsed is None else f"{elapsed:5.1f} s")
+
+    return Seconds()
 
 
 def _problem(run: JobRun) -> str:
@@ -541,7 +556,7 @@ def verify(text: str, parts: int, data_dir: str, logs_dir: str, staging: bool = 
     return None
 
 
-def _show_results(console, runs, workdir, data_dir, logs_dir, ok, failure, seconds) -> None:
+def _show_results(console, runs, workdir, data_dir, logs_dir, ok, failure, seconds, staging=False) -> None:
     from rich.table import Table
 
     table = Table(title="jobs", title_justify="left")
@@ -570,8 +585,8 @@ def _show_results(console, runs, workdir, data_dir, logs_dir, ok, failure, secon
             console.print(f"--- {summary} ---\n{fh.read().rstrip()}", markup=False, highlight=False)
     console.print(f"outputs:   {data_dir}  (input.txt, part-*.txt, counts-*.txt, merged.txt, summary.txt)",
                   markup=False, highlight=False)
-    console.print(f"job logs:  {logs_dir}  (<job>.out / <job>.err, from CloudWatch Logs)", markup=False,
-                  highlight=False)
+    console.print(f"job logs:  {logs_dir}  (<job>.out / <job>.err, {'staged out through S3' if staging else 'from CloudWatch Logs'})",
+                  markup=False, highlight=False)
     console.print(f"GAHP log:  {os.path.join(workdir, 'gahp.log')}", markup=False, highlight=False)
     if ok:
         console.print(f"[bold green]OK[/]: summary verified against an independent computation; "
