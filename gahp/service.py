@@ -120,6 +120,11 @@ class JobService:
         self._cancelled: set[str] = set()
         self._stager = None
         self.final_states = FinalStates(settings.resolved_state_dir())
+        self.job_ads = None
+        if settings.update_job_ad:
+            from .schedd import JobAdUpdater
+
+            self.job_ads = JobAdUpdater()
 
     # ------------------------------------------------------------------ plumbing
     def backend(self, region: str | None = None) -> BatchBackend:
@@ -209,6 +214,11 @@ class JobService:
 
         self.poller(region).request(batch_id, on_detail)
 
+    def _report(self, reqid: str, job_id: str, outcome: states.Outcome, reply: Reply) -> None:
+        if self.job_ads is not None:
+            self.job_ads.update(job_id, outcome.attrs)
+        reply(protocol.status_result(reqid, 0, None, outcome.code, outcome.classad()))
+
     def _answer_status(self, reqid, job_id, region, detail, error, reply: Reply) -> None:
         try:
             if error is not None:
@@ -218,8 +228,7 @@ class JobService:
                 reply(self._missing(reqid, job_id))
                 return
             if detail.get("status") not in states.FINAL_STATES:
-                outcome = states.classify(job_id, detail)
-                reply(protocol.status_result(reqid, 0, None, outcome.code, outcome.classad()))
+                self._report(reqid, job_id, states.classify(job_id, detail), reply)
                 return
             future = self._completion(job_id, region, detail)
             try:
@@ -227,9 +236,9 @@ class JobService:
             except concurrent.futures.TimeoutError:
                 attrs = states.base_attrs(job_id, detail)
                 attrs["AWSBatchStatusReason"] = "copying the job's outputs to the submit host"
-                reply(protocol.status_result(reqid, 0, None, states.RUNNING, states.render_classad(attrs)))
+                self._report(reqid, job_id, states.Outcome(states.RUNNING, attrs), reply)
                 return
-            reply(protocol.status_result(reqid, 0, None, outcome.code, outcome.classad()))
+            self._report(reqid, job_id, outcome, reply)
         except Exception as exc:  # never leave a request unanswered
             log.exception("status %s for %s failed", reqid, job_id)
             reply(protocol.status_result(reqid, 1, f"internal error: {exc}", 0, "[]"))
