@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="submit the diamond as a DAGMan workflow to your own HTCondor pool (needs condor_submit_dag)")
     p.add_argument("--write-dag", metavar="DIR",
                    help="only write the DAGMan workflow (.dag and submit files) into DIR and exit")
+    p.add_argument("--fail-job", metavar="NAME", help=argparse.SUPPRESS)  # tests: make one job exit 3
     return p
 
 
@@ -407,6 +408,11 @@ def run_demo(args, console) -> int:
     os.makedirs(data_dir, exist_ok=True)
     os.makedirs(logs_dir, exist_ok=True)
     scripts = wf.write_scripts(os.path.join(workdir, "bin"))
+    if args.fail_job:
+        scripts["fail.sh"] = os.path.join(workdir, "bin", "fail.sh")
+        with open(scripts["fail.sh"], "w") as fh:
+            fh.write("#!/bin/sh\necho 'this job fails on purpose (--fail-job)'\nexit 3\n")
+        os.chmod(scripts["fail.sh"], 0o755)
     text = wf.make_input_text(args.words)
     with open(os.path.join(data_dir, "input.txt"), "w") as fh:
         fh.write(text)
@@ -415,6 +421,8 @@ def run_demo(args, console) -> int:
     runs = [[JobRun(job) for job in level] for level in levels]
     for level in runs:
         for run in level:
+            if run.job.name == args.fail_job:
+                run.job = dataclasses.replace(run.job, script="fail.sh")
             run.submit_ad = _job_ad(run_id, run.job, data_dir, logs_dir, scripts, args.staging)
 
     console.print(f"[bold]awsbatch_gahp demo[/bold]: a clustered diamond of {sum(map(len, runs))} jobs "
@@ -423,6 +431,7 @@ def run_demo(args, console) -> int:
     console.print(f"work directory: {workdir}", markup=False, highlight=False)
 
     ok = False
+    interrupted = False
     failure = None
     gm = None
     gahp_stderr = open(os.path.join(workdir, "gahp.stderr"), "wb")
@@ -470,7 +479,7 @@ def run_demo(args, console) -> int:
                         bad = [r for r in level if not r.ok]
                         if bad:
                             raise _DemoFailure(f"level {level[0].job.level} ({level[0].job.level_name}) failed: "
-                                               + "; ".join(_problem(r) for r in bad))
+                                               + "; ".join(f"{r.job.name}: {_problem(r)}" for r in bad))
                 gm.close()
                 failure = verify(text, args.parts, data_dir, logs_dir, staging=args.staging)
                 ok = failure is None
@@ -478,6 +487,9 @@ def run_demo(args, console) -> int:
                 failure = str(exc)
             except ProtocolViolation as exc:
                 failure = f"protocol violation by the GAHP: {exc}"
+            except KeyboardInterrupt:
+                failure = "interrupted"
+                interrupted = True
             finally:
                 if gm is not None:
                     try:
@@ -488,10 +500,12 @@ def run_demo(args, console) -> int:
                             gm.proc.wait()
                 _show_results(console, runs, workdir, data_dir, logs_dir, ok, failure,
                               time.monotonic() - started, staging=args.staging)
-                if args.keep:
+                if args.keep and not interrupted:
                     session.keep()
     finally:
         gahp_stderr.close()
+    if interrupted:
+        return 130
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -514,11 +528,12 @@ def _seconds_column():
 
 
 def _problem(run: JobRun) -> str:
+    """What went wrong with one job (without its name)."""
     if run.error:
-        return f"{run.job.name}: {run.error}"
+        return run.error
     if run.status == 5:
-        return f"{run.job.name} held: {run.hold_reason}"
-    return f"{run.job.name} exit code {run.exit_code}"
+        return f"held: {run.hold_reason}"
+    return f"exit code {run.exit_code}"
 
 
 def _job_line(run: JobRun) -> str:
@@ -579,6 +594,13 @@ def _show_results(console, runs, workdir, data_dir, logs_dir, ok, failure, secon
         for run in level:
             if run.hold_reason:
                 console.print(f"{run.job.name} HoldReason: {run.hold_reason}", markup=False, highlight=False)
+    for level in runs:
+        for run in level:
+            out = os.path.join(logs_dir, f"{run.job.name}.out")
+            if run.job_id and not run.ok and os.path.exists(out):
+                with open(out, errors="replace") as fh:
+                    tail = fh.read().splitlines()[-10:]
+                console.print(f"--- last lines of {out} ---\n" + "\n".join(tail), markup=False, highlight=False)
     summary = os.path.join(data_dir, "summary.txt")
     if os.path.exists(summary):
         with open(summary) as fh:
@@ -590,9 +612,10 @@ def _show_results(console, runs, workdir, data_dir, logs_dir, ok, failure, secon
     console.print(f"GAHP log:  {os.path.join(workdir, 'gahp.log')}", markup=False, highlight=False)
     if ok:
         console.print(f"[bold green]OK[/]: summary verified against an independent computation; "
-                      f"every job completed with exit code 0 ({seconds:.1f} s)")
+                      f"every job completed with exit code 0 ({seconds:.1f} s)", highlight=False)
     else:
-        console.print(f"[bold red]FAILED[/]: {_escape(failure or 'unknown failure')}  ({seconds:.1f} s)")
+        console.print(f"[bold red]FAILED[/]: {_escape(failure or 'unknown failure')}  ({seconds:.1f} s)",
+                      highlight=False)
 
 
 def _escape(text: str) -> str:

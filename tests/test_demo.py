@@ -275,3 +275,16 @@ def test_demo_pegasus(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "cluster-summary" in proc.stdout
     assert no_leftovers(work), processes_using(work)
+
+
+def test_demo_fails_when_a_job_fails(tmp_path):
+    work = tmp_path / "work"
+    proc = subprocess.run(demo_cmd("--workdir", str(work), "--parts", "2", "--words", "100", "--state-delay", "0",
+                                   "--fail-job", "count_2"),
+                          cwd=tmp_path, env=demo_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED: level 2 (count) failed: count_2: exit code 3" in proc.stdout
+    assert "this job fails on purpose" in proc.stdout  # the failed job's output is shown
+    assert re.search(r"│ merge\s+│ -\s+│ not run", proc.stdout)
+    assert not (work / "data" / "merged.txt").exists()
+    assert no_leftovers(work), processes_using(work)
