@@ -272,10 +272,12 @@ def _gahp_env(workdir: str, lb, entities, args) -> dict:
     }
     if args.staging:
         knobs["AWSBATCH_GAHP_S3_URL"] = entities.s3_url
-    # make this very package importable by the child, wherever the demo was started from
+    # run from a source tree without installing: make this very package importable by the child
+    extra = {}
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    return gahp_environment(home, knobs, extra={"PYTHONPATH": pythonpath})
+    if os.path.exists(os.path.join(package_root, "setup.cfg")):
+        extra["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return gahp_environment(home, knobs, extra=extra)
 
 
 def _job_ad(run_id: str, job: wf.DemoJob, data_dir: str, logs_dir: str, scripts: dict, staging: bool) -> str:

@@ -109,10 +109,12 @@ def test_demo_runs_the_diamond_and_verifies_it(tmp_path):
     assert no_leftovers(work), processes_using(work)
 
 
-def test_demo_keep_serves_until_interrupted(tmp_path):
+def test_demo_with_staging_and_keep_serves_until_interrupted(tmp_path):
+    """--staging: files move through the local S3 (transfer_input/output_files, no absolute
+    paths); --keep: the local Batch stays up, its settings printed, until SIGINT."""
     work = tmp_path / "work"
-    proc = subprocess.Popen(demo_cmd("--workdir", str(work), "--keep", "--parts", "2", "--words", "200",
-                                     "--state-delay", "0"),
+    proc = subprocess.Popen(demo_cmd("--workdir", str(work), "--keep", "--staging", "--parts", "2",
+                                     "--words", "200", "--state-delay", "0"),
                             cwd=tmp_path, env=demo_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         exports = {}
@@ -128,6 +130,8 @@ def test_demo_keep_serves_until_interrupted(tmp_path):
         assert exports["_CONDOR_AWSBATCH_GAHP_JOB_QUEUE"] == "demo-queue"
         text = (work / "data" / "input.txt").read_text()
         assert (work / "data" / "summary.txt").read_text() == expected_summary(text)
+        assert expected_summary(text) in (work / "logs" / "summary.out").read_text()
+        assert _gahp_used_s3(work)
         # the emulator is still there for inspection, and remembers the demo's jobs
         import boto3
 
@@ -145,6 +149,12 @@ def test_demo_keep_serves_until_interrupted(tmp_path):
         proc.stdout.close()
         proc.stderr.close()
     assert no_leftovers(work), processes_using(work)
+
+
+def _gahp_used_s3(work):
+    """The GAHP ran with S3 staging: AWSBATCH_GAHP_S3_URL set and jobs launched through the wrapper."""
+    log = (work / "gahp.log").read_text()
+    return len(re.findall(r"staged \d+ input file\(s\).* to s3://demo-bucket/", log)) == 5
 
 
 def test_verify_catches_wrong_and_missing_outputs(tmp_path):
