@@ -437,6 +437,14 @@ def run_demo(args, console) -> int:
     failure = None
     gm = None
     gahp_stderr = open(os.path.join(workdir, "gahp.stderr"), "wb")
+    sigint = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        def on_sigint(signum, frame):
+            sigint.set()
+            signal.default_int_handler(signum, frame)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with _LocalBatchSession(args, workdir, console) as session:
             lb, ents = session.lb, session.entities
@@ -488,7 +496,10 @@ def run_demo(args, console) -> int:
             except _DemoFailure as exc:
                 failure = str(exc)
             except ProtocolViolation as exc:
-                failure = f"protocol violation by the GAHP: {exc}"
+                if sigint.is_set():  # Ctrl-C at a terminal reached the GAHP child too, and it quit first
+                    failure, interrupted = "interrupted", True
+                else:
+                    failure = f"protocol violation by the GAHP: {exc}"
             except KeyboardInterrupt:
                 failure = "interrupted"
                 interrupted = True
@@ -506,6 +517,8 @@ def run_demo(args, console) -> int:
                     session.keep()
     finally:
         gahp_stderr.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if interrupted:
         return 130
     return EXIT_OK if ok else EXIT_FAILED
