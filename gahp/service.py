@@ -286,7 +286,9 @@ class JobService:
             outcome = states.classify(job_id, detail)
             if outcome.code == states.COMPLETED or "HoldReason" not in outcome.attrs:
                 outcome = states.Outcome(states.HELD, {**states.base_attrs(job_id, detail),
-                                                       "HoldReason": str(exc)[:1023], "HoldReasonCode": 0})
+                                                       "HoldReason": str(exc)[:1023],
+                                                       "HoldReasonCode": getattr(exc, "code", 0),
+                                                       "HoldReasonSubCode": getattr(exc, "subcode", 0)})
             return outcome
         outcome = states.classify(job_id, detail, result)
         if outcome.code == states.COMPLETED and not self.settings.keep_staging:

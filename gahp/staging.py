@@ -79,7 +79,16 @@ _SAFE_KEY_PART = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class StagingError(Exception):
-    """Staging failed; the message is a HoldReason a user can act on."""
+    """Staging failed; the message is a HoldReason a user can act on.
+
+    ``code``/``subcode`` become HoldReasonCode/HoldReasonSubCode: 12/errno for an output
+    the job did not produce, as HTCondor reports it for vanilla jobs (TransferOutputError)."""
+
+    def __init__(self, message: str, code: int = 0, subcode: int = 0):
+        super().__init__(message)
+        self.code = code
+        self.subcode = subcode
+
 
 
 # =========================================================================== pure parts
@@ -541,7 +550,7 @@ class Stager:
             kind = result.get(f"out.{i}", "missing")
             fields = kind.split()
             if fields[0] == "missing":
-                raise StagingError(missing_output_reason(name, job))
+                raise StagingError(missing_output_reason(name, job), code=12, subcode=2)
             if fields[0] == "link":
                 raise StagingError(f"refusing transfer_output_files entry {name!r}: the job left a "
                                    "symbolic link there, not a file")

@@ -128,6 +128,7 @@ def test_missing_output_is_a_hold_naming_the_file(staged_gahp, tmp_path):
     _, status = run(staged_gahp, job_ad(tmp_path, arguments="-c 'exit 0'", TransferOutput="never.txt"))
     assert status.status == 5 and "never.txt" in status.ad["HoldReason"], status.fields
     assert "No such file" in status.ad["HoldReason"]
+    assert (status.ad["HoldReasonCode"], status.ad["HoldReasonSubCode"]) == (12, 2)  # as for vanilla jobs
 
 
 def test_corrupted_staged_input_is_detected(staged_gahp, tmp_path, local_batch, s3, batch):

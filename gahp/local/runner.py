@@ -24,6 +24,7 @@ import signal
 import stat
 import subprocess
 import threading
+import time
 import zipfile
 from typing import Callable
 
@@ -158,13 +159,21 @@ class JobProcess:
 
     def start(self) -> None:
         """Start the process; raises OSError when it cannot be executed."""
-        try:
-            self.proc = self._popen(self.plan.argv)
-        except OSError as exc:
-            if exc.errno != errno.ENOEXEC:
-                raise
-            # A script without '#!': bash's exec falls back to running it with the shell.
-            self.proc = self._popen(["/bin/sh"] + self.plan.argv)
+        for delay in (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, None):
+            try:
+                self.proc = self._popen(self.plan.argv)
+                break
+            except OSError as exc:
+                if exc.errno == errno.ETXTBSY and delay is not None:
+                    # The script was just written; a process forked meanwhile by another job's
+                    # thread may still hold the write descriptor until its own exec.
+                    time.sleep(delay)
+                    continue
+                if exc.errno != errno.ENOEXEC:
+                    raise
+                # A script without '#!': bash's exec falls back to running it with the shell.
+                self.proc = self._popen(["/bin/sh"] + self.plan.argv)
+                break
         self.pgid = self.proc.pid
         self._reader = threading.Thread(target=self._read, name=f"job-out-{self.pgid}", daemon=True)
         self._reader.start()
