@@ -134,6 +134,8 @@ def run_pegasus(args, console) -> int:
         _err(f"awsbatch_gahp demo --pegasus: the Pegasus demo is not available in this installation ({exc})")
         return EXIT_UNAVAILABLE
     workdir = _workdir(args)
+    # jobs on the local Batch take seconds: poll them every second at most, not every 5 s
+    os.environ.setdefault("PEGASUS_AWS_BATCH_MAX_POLL_INTERVAL", "1")
     with _LocalBatchSession(args, workdir, console) as session:
         ok = False
         try:
