@@ -25,9 +25,13 @@ class AWSError(Exception):
     """An AWS call failed; the message is meant for a user (hold reason, ping error)."""
 
 
-def describe_error(exc: BaseException) -> str:
+GAHP_CREDENTIALS_HINT = "configure ~/.aws/credentials for the job owner, AWSBATCH_GAHP_PROFILE, or an instance role"
+
+
+def describe_error(exc: BaseException, credentials_hint: str = GAHP_CREDENTIALS_HINT) -> str:
     """A short, actionable text for a boto3/botocore exception."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError,
+                                     NoRegionError)
 
     if isinstance(exc, AWSError):
         return str(exc)
@@ -35,13 +39,37 @@ def describe_error(exc: BaseException) -> str:
         err = exc.response.get("Error", {})
         return f"{err.get('Code', 'ClientError')}: {err.get('Message', str(exc))}"
     if isinstance(exc, NoCredentialsError):
-        return ("no AWS credentials found: configure ~/.aws/credentials for the job owner, "
-                "AWSBATCH_GAHP_PROFILE, or an instance role")
+        return f"no AWS credentials found: {credentials_hint}"
     if isinstance(exc, NoRegionError):
         return "no AWS region: set AWSBATCH_GAHP_REGION (or a region in ~/.aws/config)"
     if isinstance(exc, EndpointConnectionError):
         return f"cannot reach AWS: {exc}"
+    if isinstance(exc, BotoCoreError):
+        return f"cannot talk to AWS: {exc}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def read_log_stream(logs_client, group: str, stream: str) -> list[str] | None:
+    """Every event of one CloudWatch Logs stream, oldest first, or None if it does not exist.
+
+    Pages with ``startFromHead`` until ``nextForwardToken`` repeats (the documented end)."""
+    lines: list[str] = []
+    token = None
+    while True:
+        kwargs = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+        if token:
+            kwargs["nextToken"] = token
+        try:
+            page = logs_client.get_log_events(**kwargs)
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return None
+            raise
+        lines.extend(event.get("message", "") for event in page.get("events", []))
+        next_token = page.get("nextForwardToken")
+        if not next_token or next_token == token:
+            return lines
+        token = next_token
 
 
 class BatchBackend:
@@ -153,20 +181,4 @@ class BatchBackend:
         if not stream:
             return None
         options = ((container.get("logConfiguration") or {}).get("options")) or {}
-        group = options.get("awslogs-group", DEFAULT_LOG_GROUP)
-        logs = self.client("logs")
-        lines: list[str] = []
-        token = None
-        while True:
-            kwargs = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
-            if token:
-                kwargs["nextToken"] = token
-            try:
-                page = logs.get_log_events(**kwargs)
-            except logs.exceptions.ResourceNotFoundException:
-                return None
-            lines.extend(event.get("message", "") for event in page.get("events", []))
-            next_token = page.get("nextForwardToken")
-            if not next_token or next_token == token or not page.get("events"):
-                return lines
-            token = next_token
+        return read_log_stream(self.client("logs"), options.get("awslogs-group", DEFAULT_LOG_GROUP), stream)

@@ -457,7 +457,7 @@ def run_demo(args, console) -> int:
                                  stderr=gahp_stderr)
                 gm.start()
                 gm.handshake()
-                ping = getattr(gm, "first_ping", None)
+                ping = gm.first_ping
                 console.print(f"GAHP started: {gm.banner}  (log: {os.path.join(workdir, 'gahp.log')})",
                               markup=False, highlight=False)
                 if ping is not None and ping.rc != 0:

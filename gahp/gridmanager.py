@@ -121,6 +121,7 @@ class Gridmanager:
         self.commands: list[str] = []
         self.banner: str | None = None
         self.banner_seconds: float | None = None
+        self.first_ping: Result | None = None
         self.reply_latencies: list[float] = []
         self.notified = threading.Event()
         self._eof = False
@@ -132,6 +133,7 @@ class Gridmanager:
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._stderr if self._stderr is not None else subprocess.DEVNULL,
             env=self.env, cwd=self.cwd, close_fds=True, bufsize=0,
+            start_new_session=True,  # a DaemonCore child: no terminal, no Ctrl-C from it
         )
         threading.Thread(target=_read_lines, args=(self.proc.stdout, self._lines, self.notified), daemon=True).start()
         line = self._read_line(timeout=max(self.response_timeout, 10.0), what="the banner")

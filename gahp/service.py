@@ -23,7 +23,6 @@ import concurrent.futures
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from typing import Callable
@@ -31,6 +30,7 @@ from typing import Callable
 from . import protocol, states
 from .batch import AWSError, BatchBackend, describe_error
 from .config import Settings
+from .files import write_atomically
 from .jobad import JobAdError, job_spec_from_ad, parse_submit_ad
 from .poller import StatusPoller
 from .submission import JobRecord, Launch, build_submit_request, direct_launch, format_job_id, parse_job_id
@@ -73,29 +73,9 @@ class FinalStates:
         self._memory[job_id] = data
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
-            os.replace(tmp, self._path(job_id))
+            write_atomically(self._path(job_id), json.dumps(data).encode(), 0o600)
         except OSError as exc:
             log.debug("cannot remember final state of %s: %s", job_id, exc)
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Write a file under a temporary name, then rename it into place."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".awsbatch-gahp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class JobService:

@@ -42,11 +42,11 @@ import posixpath
 import re
 import secrets
 import stat
-import tempfile
 import threading
 from typing import Iterable
 
 from .config import Settings
+from .files import replacing, write_atomically
 from .jobad import JobAdError, JobSpec
 from .states import JobResult
 from .submission import JobRecord, Launch
@@ -611,55 +611,33 @@ class Stager:
             raise errors[0]
 
     def _download(self, bucket: str, item: _Download) -> None:
-        directory = posixpath.dirname(item.dest)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".awsbatch-gahp-")
-        try:
-            h = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                try:
-                    args = {"Bucket": bucket, "Key": item.key}
-                    if item.sha256 is None:
-                        args["ChecksumMode"] = "ENABLED"  # botocore verifies S3's own checksum
-                    body = self.s3.get_object(**args)["Body"]
-                    for chunk in body.iter_chunks(_CHUNK):
-                        h.update(chunk)
-                        f.write(chunk)
-                        size += len(chunk)
-                except Exception as exc:
-                    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-                    if code in ("NoSuchKey", "404"):
-                        raise StagingError(f"output {item.what} is missing from s3://{bucket}/{item.key}") from None
-                    if "checksum" in str(exc).lower():
-                        raise StagingError(f"output {item.what} failed its S3 checksum check: {exc}") from None
-                    raise
+        h = hashlib.sha256()
+        size = 0
+        with replacing(item.dest, 0o666 & ~self._umask) as f:
+            try:
+                args = {"Bucket": bucket, "Key": item.key}
+                if item.sha256 is None:
+                    args["ChecksumMode"] = "ENABLED"  # botocore verifies S3's own checksum
+                body = self.s3.get_object(**args)["Body"]
+                for chunk in body.iter_chunks(_CHUNK):
+                    h.update(chunk)
+                    f.write(chunk)
+                    size += len(chunk)
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                if code in ("NoSuchKey", "404"):
+                    raise StagingError(f"output {item.what} is missing from s3://{bucket}/{item.key}") from None
+                if "checksum" in str(exc).lower():
+                    raise StagingError(f"output {item.what} failed its S3 checksum check: {exc}") from None
+                raise
             if item.sha256 is not None and (h.hexdigest() != item.sha256 or size != item.size):
                 raise StagingError(
                     f"output {item.what} is corrupted: s3://{bucket}/{item.key} has SHA-256 {h.hexdigest()} "
                     f"({size} bytes) but the job wrote {item.sha256} ({item.size} bytes); release the job to "
                     "run it again")
-            os.chmod(tmp, 0o666 & ~self._umask)
-            os.replace(tmp, item.dest)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
 
     def _write_atomic(self, dest: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=posixpath.dirname(dest), prefix=".awsbatch-gahp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o666 & ~self._umask)
-            os.replace(tmp, dest)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomically(dest, data, 0o666 & ~self._umask)
 
     # ------------------------------------------------------------------ cleanup
     def _list(self, bucket: str, prefix: str) -> Iterable[str]:

@@ -1,7 +1,6 @@
 """awsbatch_gahp doctor against the local AWS Batch: a healthy setup passes, problems fail."""
 
 import subprocess
-import sys
 
 from fixtures_gahp import gahp_argv
 from gahp.gridmanager import gahp_environment

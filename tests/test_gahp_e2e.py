@@ -6,8 +6,6 @@ need a process (gahp-protocol.md §11, C1-C17).
 """
 
 import math
-import os
-import signal
 import time
 import uuid
 
@@ -16,7 +14,6 @@ import pytest
 from fixtures_gahp import job_ad
 from fixtures_local import pid_alive, wait_for
 from gahp import protocol
-from gahp.gridmanager import ProtocolViolation
 from gahp.submission import parse_job_id
 
 

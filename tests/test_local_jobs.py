@@ -1,6 +1,5 @@
 """The local AWS Batch over HTTP with boto3: jobs really run as local processes."""
 import io
-import os
 import time
 import uuid
 import zipfile

@@ -3,7 +3,6 @@ shapes), bucket hygiene.  Entities are checked with boto3 against a moto server.
 import json
 import logging
 import os
-import shutil
 import socket
 
 import boto3

@@ -4,7 +4,6 @@ import concurrent.futures
 import threading
 
 import classad2
-import pytest
 
 from fixtures_gahp import job_ad
 from fixtures_local import wait_for

@@ -4,7 +4,6 @@ A fake service stands in for AWS so timing and failures can be controlled exactl
 """
 
 import os
-import threading
 import time
 
 import pytest

@@ -13,6 +13,8 @@ Exit codes: 0 all tasks succeeded, 1 a task failed, 2 an AWS or internal error.
 """
 from __future__ import annotations
 
+from gahp.batch import describe_error as aws_error_text
+
 import argparse
 import logging
 import logging.handlers
@@ -20,7 +22,7 @@ import os
 import sys
 from typing import Optional
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import EXIT_NON_TASK_FAILURE, EXIT_OK, PegasusAWSBatchError
 from .bag import BagRunner, read_tasks
@@ -98,15 +100,7 @@ def _fail(msg: str) -> int:
 
 
 def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        e = exc.response.get("Error", {})
-        return f"AWS error {e.get('Code')}: {e.get('Message')}"
-    if isinstance(exc, NoCredentialsError):
-        return ("no AWS credentials found (environment, ~/.aws/credentials, --profile "
-                "or an instance role)")
-    if isinstance(exc, BotoCoreError):
-        return f"cannot talk to AWS: {exc}"
-    return str(exc)
+    return aws_error_text(exc, credentials_hint="set the environment, ~/.aws/credentials, --profile or an instance role")
 
 
 def main(argv=None, progress=None) -> int:

@@ -8,6 +8,8 @@ Record formats (what Pegasus's client writes; ``pegasus-exitcode`` looks for the
 """
 from __future__ import annotations
 
+from gahp.batch import read_log_stream
+
 import datetime as _dt
 import logging
 import os
@@ -63,19 +65,12 @@ def fetch_stream(logs_client, group: str, stream: str, retries: int = 3,
     delay = 0.5
     for attempt in range(retries + 1):
         try:
-            lines: list[str] = []
-            token = None
-            while True:
-                kwargs = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
-                if token:
-                    kwargs["nextToken"] = token
-                resp = logs_client.get_log_events(**kwargs)
-                lines.extend(e.get("message", "") for e in resp.get("events", []))
-                nxt = resp.get("nextForwardToken")
-                if not nxt or nxt == token:
-                    break
-                token = nxt
-            return lines
+            lines = read_log_stream(logs_client, group, stream)
+            if lines is not None:
+                return lines
+            if attempt == retries:
+                log.warning("log stream %s/%s: ResourceNotFoundException", group, stream)
+                return None
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code != "ResourceNotFoundException" or attempt == retries:
