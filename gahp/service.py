@@ -240,6 +240,8 @@ class JobService:
         """Bring outputs home once per job, however many status requests ask."""
         with self._lock:
             future = self._completions.get(job_id)
+            if future is not None and future.done() and future.exception() is not None:
+                future = None  # a transient failure (S3, logs): try again on this request
             if future is None:
                 future = self._completions[job_id] = self._transfers.submit(self._complete, job_id, region, detail)
         return future
