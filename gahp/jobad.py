@@ -29,6 +29,16 @@ MAX_ATTEMPTS = 10
 MAX_TAGS = 50
 
 
+#: Argument separators of HTCondor's C parsers (not Python's Unicode-wide isspace()).
+V2_SPACE = " \t\n\r\v\f"
+V1_SPACE = " \t\n\r"
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """Quote user input in a message without echoing megabytes of it."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 class JobAdError(ValueError):
     """The submit ad cannot be turned into a Batch job; the message says what to fix."""
 
@@ -95,7 +105,7 @@ def parse_args_v2(raw: str) -> list[str]:
                 current.append(ch)
         elif ch == "'":
             in_quote = started = True
-        elif ch.isspace():
+        elif ch in V2_SPACE:
             if started:
                 args.append("".join(current))
                 current, started = [], False
@@ -104,15 +114,15 @@ def parse_args_v2(raw: str) -> list[str]:
             started = True
         i += 1
     if in_quote:
-        raise JobAdError(f"unbalanced single quote in arguments {raw!r}")
+        raise JobAdError(f"unbalanced single quote in arguments {_short(raw)}")
     if started:
         args.append("".join(current))
     return args
 
 
 def parse_args_v1(raw: str) -> list[str]:
-    """HTCondor V1 (Unix) argument syntax: split on whitespace, no quoting."""
-    return raw.split()
+    """HTCondor V1 (Unix) argument syntax: split on blanks, no quoting."""
+    return [arg for arg in re.split(f"[{re.escape(V1_SPACE)}]+", raw) if arg]
 
 
 def parse_env_v2(raw: str) -> dict[str, str]:
@@ -131,7 +141,7 @@ def _env_entries(entries) -> dict[str, str]:
         name, sep, value = entry.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise JobAdError(f"environment entry {entry!r} is not NAME=VALUE")
+            raise JobAdError(f"environment entry {_short(entry)} is not NAME=VALUE")
         env[name] = value
     return env
 
@@ -159,13 +169,15 @@ def job_name_for(job_directory: str) -> str:
 
 
 def parse_submit_ad(text: str) -> classad2.ClassAd:
-    """Parse the new-syntax ClassAd argument of ``BLAH_JOB_SUBMIT``."""
+    """Parse the new-syntax ClassAd argument of ``BLAH_JOB_SUBMIT``, strictly: a lenient
+    parse would drop a malformed tail and report a misleading missing attribute."""
+    if not text.strip().startswith("["):
+        raise JobAdError(f"cannot parse the submit ClassAd {_short(text)}: expected [ ... ]")
     try:
+        classad2.ExprTree(text)  # the whole text must be one well-formed record
         ad = classad2.parseOne(text)
-    except Exception as exc:  # classad2 raises ClassAdParseError / ValueError
-        raise JobAdError(f"cannot parse the submit ClassAd: {exc}") from None
-    if not text.strip().startswith("[") or ad is None:
-        raise JobAdError("cannot parse the submit ClassAd: expected [ ... ]")
+    except Exception:
+        raise JobAdError(f"cannot parse the submit ClassAd {_short(text)}: not valid new ClassAd syntax") from None
     return ad
 
 
@@ -231,7 +243,7 @@ def _parse_remaps(raw: str | None) -> dict[str, str]:
             continue
         src, sep, dst = entry.partition("=")
         if not sep or not src.strip() or not dst.strip():
-            raise JobAdError(f"TransferOutputRemaps entry {entry.strip()!r} is not 'name = destination'")
+            raise JobAdError(f"TransferOutputRemaps entry {_short(entry.strip())} is not 'name = destination'")
         remaps[src.strip()] = dst.strip()
     return remaps
 
@@ -251,7 +263,7 @@ def _parse_tags(ad) -> dict[str, str]:
                 continue
             key, sep, val = entry.partition("=")
             if not sep or not key.strip():
-                raise JobAdError(f"Tags entry {entry.strip()!r} is not key=value")
+                raise JobAdError(f"Tags entry {_short(entry.strip())} is not key=value")
             tags[key.strip()] = val.strip()
     elif value is not None:
         raise JobAdError('Tags must be a string "key=value,..." or a ClassAd [key = "value"]')
@@ -346,7 +358,13 @@ def job_spec_from_ad(ad: classad2.ClassAd) -> JobSpec:
         env = parse_env_v1(_string(ad, "Env") or "", _string(ad, "EnvDelim") or ";")
 
     ce = parse_cerequirements(ad)
-    if int(ce.get("NODES", 1) or 1) > 1:
+    for name in ("NODES", "CORES", "TOTAL_MEMORY", "WALLTIME"):
+        if name in ce:
+            try:
+                ce[name] = float(ce[name]) if name == "CORES" else int(ce[name])
+            except (TypeError, ValueError):
+                raise JobAdError(f"cerequirements {name} must be a number, got {_short(str(ce[name]))}") from None
+    if ce.get("NODES", 1) > 1:
         raise JobAdError(
             f"NODES == {ce['NODES']} requested: multi-node parallel jobs are not supported; "
             "request CORES on one node instead"

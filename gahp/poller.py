@@ -126,6 +126,7 @@ class StatusPoller:
                 for job_id, asked in list(self._asked.items()):
                     if asked < horizon:
                         del self._asked[job_id]
+                        self._cache.pop(job_id, None)  # nobody asks any more: forget it
                 tracked = [
                     job_id for job_id in self._asked
                     if job_id not in waiting

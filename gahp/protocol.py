@@ -21,11 +21,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import re
 
 CRLF = "\r\n"
 
-#: Longest single argument the gridmanager can read (``buf_size = 1024*500``, §2.2).
+#: Longest single argument the gridmanager can read (``buf_size = 1024*500``, §2.2);
+#: error texts are cut far below it (the gridmanager keeps 1023 bytes of a HoldReason).
 MAX_ARGUMENT_BYTES = 500 * 1024 - 1
+MAX_ERROR_CHARS = 2048
 #: Longest request line we buffer; the gridmanager's lines are far shorter.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -105,7 +108,7 @@ class LineTokenizer:
 
     @property
     def pending(self) -> bool:
-        """True if a partial line is buffered (used to log a truncated last line at EOF)."""
+        """True if a partial line is buffered (the server logs it when stdin ends)."""
         return self._escaped or self._discarding or len(self._args) > 1 or bool(self._args[0])
 
 
@@ -185,14 +188,13 @@ COMMANDS: dict[str, CommandSpec] = {
 RESULT_ARITY = {name: spec.result_arity for name, spec in COMMANDS.items() if spec.result_arity}
 
 
+_REQID = re.compile(r"[0-9]{1,18}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Request:
     command: str  # upper case
     args: tuple[str, ...]  # after the command name; for async commands args[0] is the reqid
-
-    @property
-    def spec(self) -> CommandSpec:
-        return COMMANDS[self.command]
 
     @property
     def reqid(self) -> str:
@@ -226,7 +228,7 @@ def parse_request(argv: list[str]) -> Request:
             else f"{spec.min_args} to {spec.max_args}"
         )
         raise RequestError(f"expected {expected} parameters, {len(args)} found")
-    if spec.kind is Kind.ASYNC and not (args[0].isdigit() and int(args[0]) > 0):
+    if spec.kind is Kind.ASYNC and not (_REQID.fullmatch(args[0]) and int(args[0]) > 0):
         raise RequestError(f"bad request id {args[0][:32]!r}")
     return Request(name, args)
 
@@ -252,16 +254,22 @@ def banner(version: str, date: str) -> str:
 # Result lines.  ``rc`` 0 means success; the error field is NULL then.
 
 
+def _error_text(error: str | None) -> str | None:
+    if error and len(error) > MAX_ERROR_CHARS:
+        return error[:MAX_ERROR_CHARS - 3] + "..."
+    return error
+
+
 def submit_result(reqid: str, rc: int, error: str | None, job_id: str | None) -> str:
-    return join_fields(reqid, rc, error if rc else None, job_id if (rc == 0 and job_id) else "N/A")
+    return join_fields(reqid, rc, _error_text(error) if rc else None, job_id if (rc == 0 and job_id) else "N/A")
 
 
 def status_result(reqid: str, rc: int, error: str | None, status: int, ad: str) -> str:
-    return join_fields(reqid, rc, error if rc else None, status, ad or "[]")
+    return join_fields(reqid, rc, _error_text(error) if rc else None, status, ad or "[]")
 
 
 def simple_result(reqid: str, rc: int, error: str | None) -> str:
-    return join_fields(reqid, rc, error if rc else None)
+    return join_fields(reqid, rc, _error_text(error) if rc else None)
 
 
 # --------------------------------------------------------------------------- results

@@ -46,7 +46,10 @@ class JobAdUpdater:
         with self._lock:
             if not values or self._last.get(job_id) == values:
                 return
-            self._last[job_id] = values
+            if values.get("AWSBatchStatus") in ("SUCCEEDED", "FAILED"):
+                self._last.pop(job_id, None)  # the last word on this job: forget it
+            else:
+                self._last[job_id] = values
         self._queue.put((job_id, values))
 
     def flush(self, timeout: float = 5.0) -> None:

@@ -27,10 +27,8 @@ from . import __date__, __version__, protocol
 
 log = logging.getLogger("gahp")
 
-SUPPORTED = [
-    "COMMANDS", "VERSION", "QUIT", "RESULTS", "ASYNC_MODE_ON", "ASYNC_MODE_OFF",
-    "BLAH_PING", "BLAH_JOB_SUBMIT", "BLAH_JOB_STATUS", "BLAH_JOB_CANCEL", "BLAH_JOB_REFRESH_PROXY",
-]
+#: What COMMANDS lists: every command the protocol module knows how to parse.
+SUPPORTED = list(protocol.COMMANDS)
 
 
 class Output:
@@ -155,11 +153,17 @@ class GahpServer:
                     continue
                 data = os.read(infd, 65536)
                 if not data:
+                    if tokenizer.pending:
+                        log.warning("stdin closed in the middle of a request line; it is ignored")
                     log.info("stdin closed; exiting")
                     return 0
                 for argv in tokenizer.feed(data):
-                    if not self.handle(argv):
-                        return 0
+                    try:
+                        if not self.handle(argv):
+                            return 0
+                    except Exception:  # a bug must cost one reply, never the process
+                        log.exception("cannot handle request %r", argv[:2])
+                        self.output.send(protocol.reply_error("internal error handling the request"))
             return 0
         finally:
             if previous is not None:

@@ -19,6 +19,7 @@ Rules that matter to HTCondor users:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import logging
@@ -41,25 +42,32 @@ Reply = Callable[[str], None]
 
 CANCEL_REASON = "Removed by HTCondor (condor_rm, condor_hold or a job policy)"
 #: How long a status request waits for outputs to come home before answering "running".
-COMPLETION_WAIT = 60.0
+COMPLETION_WAIT = 10.0
+#: How long a cancelled job's id is remembered (so a resubmission never reuses it).
+CANCELLED_MEMORY = 86400.0
 #: How long a just-finished job's log stream may take to appear.
 LOG_APPEAR_WAIT = 10.0
 
 
 class FinalStates:
     """Final outcomes remembered on disk, for jobs Batch no longer describes (records
-    expire after a day or more) and to skip a second stage-out.  Best effort: a GAHP
-    that cannot write here still works."""
+    expire after a day or more) and so that outputs are brought home only once.  Best
+    effort: a GAHP that cannot write here still works (``put`` says whether it could)."""
+
+    MEMORY_ENTRIES = 10_000
+    KEEP_DAYS = 30
 
     def __init__(self, directory: str):
         self.directory = directory
-        self._memory: dict[str, dict] = {}
+        self._memory: "collections.OrderedDict[str, dict]" = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def _path(self, job_id: str) -> str:
         return os.path.join(self.directory, job_id.replace("/", "_").replace(":", "_") + ".json")
 
     def get(self, job_id: str) -> states.Outcome | None:
-        data = self._memory.get(job_id)
+        with self._lock:
+            data = self._memory.get(job_id)
         if data is None:
             try:
                 with open(self._path(job_id)) as f:
@@ -68,14 +76,33 @@ class FinalStates:
                 return None
         return states.Outcome(int(data["code"]), dict(data["attrs"]))
 
-    def put(self, job_id: str, outcome: states.Outcome) -> None:
+    def put(self, job_id: str, outcome: states.Outcome) -> bool:
         data = {"code": outcome.code, "attrs": outcome.attrs, "time": time.time()}
-        self._memory[job_id] = data
+        with self._lock:
+            self._memory[job_id] = data
+            while len(self._memory) > self.MEMORY_ENTRIES:
+                self._memory.popitem(last=False)
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             write_atomically(self._path(job_id), json.dumps(data).encode(), 0o600)
+            return True
         except OSError as exc:
-            log.debug("cannot remember final state of %s: %s", job_id, exc)
+            log.warning("cannot remember the final state of %s in %s: %s", job_id, self.directory, exc)
+            return False
+
+    def prune(self) -> None:
+        """Forget outcomes older than KEEP_DAYS (the gridmanager asked long ago)."""
+        cutoff = time.time() - self.KEEP_DAYS * 86400
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.name.endswith(".json") and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
 
 
 class JobService:
@@ -91,15 +118,18 @@ class JobService:
         # Output transfers get their own threads: a status answer waits for them, so they
         # must never queue behind the very requests that wait (that would stall for minutes).
         self._transfers = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="transfer")
+        # Clean-ups after condor_rm wait for the job to stop; they must not hold up transfers.
+        self._cleanups = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup")
         self._backend_factory = backend_factory or (lambda region: BatchBackend(settings, region=region))
         self._lock = threading.RLock()
         self._backends: dict[str | None, BatchBackend] = {}
         self._pollers: dict[str, StatusPoller] = {}
         self._completions: dict[str, concurrent.futures.Future] = {}
         self._submitted_at: dict[str, float] = {}
-        self._cancelled: set[str] = set()
+        self._cancelled: dict[str, float] = {}
         self._stager = None
         self.final_states = FinalStates(settings.resolved_state_dir())
+        self._cleanups.submit(self.final_states.prune)
         self.job_ads = None
         if settings.update_job_ad:
             from .schedd import JobAdUpdater
@@ -137,6 +167,7 @@ class JobService:
         for poller in list(self._pollers.values()):
             poller.stop()
         self._transfers.shutdown(wait=False, cancel_futures=True)
+        self._cleanups.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ submit
     def submit(self, reqid: str, ad_text: str, reply: Reply) -> None:
@@ -160,22 +191,53 @@ class JobService:
         queue = spec.queue or self.settings.job_queue
         # Validate what needs no AWS call first, so a bad job costs nothing.
         build_submit_request(spec, self.settings, Launch(["validate"], {}), JobRecord.from_spec(spec))
-        existing = backend.find_active_job(queue, spec.job_name)
-        if existing and format_job_id(region, existing) not in self._cancelled:
+        existing = self._active_job(backend, queue, spec.job_name, region)
+        if existing:
             log.info("job %s already active as %s; not submitting it twice", spec.job_name, existing)
-            return format_job_id(region, existing)
+            return existing
         stager = self.stager()
         if stager is not None:
             launch, staging_url = stager.stage_in(spec)
         else:
             launch, staging_url = direct_launch(spec), None
-        request = build_submit_request(spec, self.settings, launch, JobRecord.from_spec(spec, staging_url))
-        batch_id = backend.submit_job(request)
+        try:
+            request = build_submit_request(spec, self.settings, launch, JobRecord.from_spec(spec, staging_url))
+            batch_id = backend.submit_job(request)
+        except BaseException:
+            if staging_url:
+                self._cleanups.submit(self._drop_prefix, staging_url, "submission failed")
+            raise
         job_id = format_job_id(region, batch_id)
-        self._submitted_at[job_id] = time.monotonic()
+        now = time.monotonic()
+        with self._lock:
+            self._submitted_at[job_id] = now
+            for old_id, when in list(self._submitted_at.items()):
+                if now - when > self.settings.not_found_grace:
+                    del self._submitted_at[old_id]
         self.poller(region).track(batch_id)
         log.info("submitted %s as %s (%s)", spec.job_name, job_id, queue)
         return job_id
+
+    def _active_job(self, backend, queue: str, job_name: str, region: str) -> str | None:
+        """The job id of a still-active Batch job for this grid job, unless it was cancelled
+        (a job being terminated still shows RUNNING for a while)."""
+        batch_id = backend.find_active_job(queue, job_name)
+        if not batch_id:
+            return None
+        job_id = format_job_id(region, batch_id)
+        if job_id in self._cancelled:
+            return None
+        detail = backend.describe_jobs([batch_id]).get(batch_id) or {}
+        if detail.get("isTerminated") or detail.get("isCancelled"):
+            return None
+        return job_id
+
+    def _drop_prefix(self, staging_url: str, why: str) -> None:
+        try:
+            self.stager().cleanup(staging_url)
+            log.info("deleted staging prefix %s (%s)", staging_url, why)
+        except Exception as exc:
+            log.warning("cannot delete staging prefix %s: %s", staging_url, exc)
 
     # ------------------------------------------------------------------ status
     def status(self, reqid: str, job_id: str, reply: Reply) -> None:
@@ -243,6 +305,11 @@ class JobService:
             if future is not None and future.done() and future.exception() is not None:
                 future = None  # a transient failure (S3, logs): try again on this request
             if future is None:
+                known = self.final_states.get(job_id)
+                future = concurrent.futures.Future()
+                if known is not None:  # finished meanwhile by another request
+                    future.set_result(known)
+                    return future
                 future = self._completions[job_id] = self._transfers.submit(self._complete, job_id, region, detail)
         return future
 
@@ -254,8 +321,15 @@ class JobService:
             outcome = self._complete_staged(job_id, region, detail, record)
         else:
             outcome = self._complete_from_logs(job_id, region, detail, record)
-        if outcome.final:
-            self.final_states.put(job_id, outcome)
+        if not outcome.final:
+            return outcome
+        saved = self.final_states.put(job_id, outcome)
+        if (record and record.staging_url and outcome.code == states.COMPLETED and saved
+                and not self.settings.keep_staging):
+            # Only once the outcome is safely remembered: the prefix holds the result record.
+            self._drop_prefix(record.staging_url, "outputs are home")
+        with self._lock:
+            self._completions.pop(job_id, None)  # answered from final_states from now on
         return outcome
 
     def _complete_staged(self, job_id, region, detail, record) -> states.Outcome:
@@ -272,27 +346,27 @@ class JobService:
                                                        "HoldReasonCode": getattr(exc, "code", 0),
                                                        "HoldReasonSubCode": getattr(exc, "subcode", 0)})
             return outcome
-        outcome = states.classify(job_id, detail, result)
-        if outcome.code == states.COMPLETED and not self.settings.keep_staging:
-            try:
-                stager.cleanup(record.staging_url)
-            except Exception as exc:
-                log.warning("cannot delete staging prefix %s: %s", record.staging_url, exc)
-        return outcome
+        return states.classify(job_id, detail, result)
 
     def _complete_from_logs(self, job_id, region, detail, record) -> states.Outcome:
         outcome = states.classify(job_id, detail)
         backend = self.backend(region)
         deadline = time.monotonic() + (LOG_APPEAR_WAIT if outcome.code == states.COMPLETED else 0)
         lines = None
+        error: Exception | None = None
         while True:
             try:
-                lines = backend.read_job_log(detail)
+                lines, error = backend.read_job_log(detail), None
             except Exception as exc:
+                error = exc
                 log.warning("cannot read the log of %s: %s", job_id, exc)
             if lines is not None or time.monotonic() >= deadline:
                 break
             time.sleep(1.0)
+        if lines is None and error is not None:
+            # CloudWatch failed (throttling, network): do not report an empty output as
+            # final; the next status request tries again.
+            raise AWSError(f"cannot read the job's CloudWatch log: {describe_error(error)}")
         if lines is None:
             log.warning("job %s has no CloudWatch log stream; its output file will be empty", job_id)
         text = "".join(line + "\n" for line in (lines or []))
@@ -314,9 +388,16 @@ class JobService:
         try:
             region, batch_id = parse_job_id(job_id)
         except ValueError as exc:
-            reply(protocol.simple_result(reqid, 1, str(exc)))
+            # Nothing of ours to cancel; rc 0 so a held job is not left bound to this id.
+            log.warning("cancel of %r: %s; nothing to do", job_id, exc)
+            reply(protocol.simple_result(reqid, 0, None))
             return
-        self._cancelled.add(job_id)
+        now = time.monotonic()
+        with self._lock:
+            self._cancelled[job_id] = now
+            for old_id, when in list(self._cancelled.items()):
+                if now - when > CANCELLED_MEMORY:
+                    del self._cancelled[old_id]
         backend = self.backend(region)
         try:
             backend.terminate_job(batch_id, CANCEL_REASON)
@@ -329,7 +410,7 @@ class JobService:
             return
         reply(protocol.simple_result(reqid, 0, None))
         if self.settings.s3_url:
-            self._transfers.submit(self._clean_after_cancel, job_id, region, batch_id)
+            self._cleanups.submit(self._clean_after_cancel, job_id, region, batch_id)
 
     def _clean_after_cancel(self, job_id: str, region: str, batch_id: str, wait: float = 120.0) -> None:
         """Once the terminated job has stopped (its wrapper may still upload), drop its prefix."""
@@ -343,14 +424,10 @@ class JobService:
                 return
             if detail is None or detail.get("status") in states.FINAL_STATES or time.monotonic() > deadline:
                 break
-            time.sleep(1.0)
+            time.sleep(2.0)
         record = JobRecord.from_detail(detail) if detail else None
         if record and record.staging_url:
-            try:
-                self.stager(region).cleanup(record.staging_url)
-                log.info("deleted staging prefix %s of cancelled job %s", record.staging_url, job_id)
-            except Exception as exc:
-                log.warning("cannot delete staging prefix %s: %s", record.staging_url, exc)
+            self._drop_prefix(record.staging_url, f"job {job_id} was cancelled")
 
     # ------------------------------------------------------------------ ping, proxy
     def ping(self, reqid: str, batch_type: str, reply: Reply) -> None:

@@ -548,7 +548,7 @@ class Stager:
         for i, name in enumerate(record.transfer_output):
             dest, confined = output_destination(iwd, name, record.output_remaps)
             kind = result.get(f"out.{i}", "missing")
-            fields = kind.split()
+            fields = kind.split() or ["missing"]
             if fields[0] == "missing":
                 raise StagingError(missing_output_reason(name, job), code=12, subcode=2)
             if fields[0] == "link":

@@ -25,7 +25,7 @@ RECORD_PARAMETER = "awsbatchGahpJob"
 #: Container overrides are capped by AWS at 8192 characters (hyp3#3041).
 MAX_OVERRIDES_CHARS = 8192
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$|^local$")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_-]{0,255}$")
 
 
@@ -33,6 +33,9 @@ _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_-]{0,255}$")
 
 
 def format_job_id(region: str, batch_job_id: str) -> str:
+    """The id given to the gridmanager; checked so that it always parses back."""
+    if not _REGION.match(region) or not _BATCH_ID.match(batch_job_id):
+        raise ValueError(f"cannot make a job id of region {region!r} and Batch job {batch_job_id!r}")
     return f"{JOB_ID_PREFIX}/{region}/{batch_job_id}"
 
 

@@ -28,7 +28,7 @@ def test_replay_the_recorded_gridmanager(start_gahp):
         elif command == "BLAH_JOB_REFRESH_PROXY":
             assert outcome.rc == 0
         elif command == "BLAH_JOB_CANCEL":
-            assert outcome.rc != 0 and "job id" in outcome.error
+            assert outcome.rc == 0  # not our job id: nothing to cancel, and no reason to hold
     assert counts["RESULTS"] == 98 and counts["BLAH_JOB_STATUS"] == 79 and counts["BLAH_JOB_SUBMIT"] == 14
     assert max(gm.reply_latencies) < 5.0
     assert gm.proc.poll() is None

@@ -123,7 +123,7 @@ def test_unknown_and_malformed_job_ids(start_gahp, local_batch):
     assert unknown.rc != 0 and unknown.status == 0 and "no longer knows" in unknown.error
     bad = gm.status("fake/20261125/16263001")
     assert bad.rc != 0 and bad.status == 0 and "not an awsbatch-gahp job id" in bad.error
-    assert gm.cancel("NULL").rc != 0
+    assert gm.cancel("NULL").rc == 0  # nothing of ours: rc 0, so a held job is not stuck with it
 
 
 @pytest.mark.parametrize("ad, message", [

@@ -172,3 +172,27 @@ def test_submit_request_needs_queue_and_definition_and_fits_overrides():
     spec.args = ["a", ""]
     with pytest.raises(JobAdError, match="empty"):
         direct_launch(spec)
+
+
+@pytest.mark.parametrize("text", ['[ Cmd = "x" ; Foo = ]', '[ A = 1; B = 2 ', '[ JobDirectory = "d" ] trailing'])
+def test_malformed_ads_are_not_half_parsed(text):
+    with pytest.raises(JobAdError, match="cannot parse"):
+        parse_submit_ad(text)
+
+
+def test_only_htcondors_blanks_separate_arguments():
+    assert parse_args_v2("a\u00a0b c") == ["a\u00a0b", "c"]
+    assert parse_args_v1("a\u00a0b\tc") == ["a\u00a0b", "c"]
+
+
+def test_error_messages_do_not_echo_huge_input():
+    with pytest.raises(JobAdError) as err:
+        parse_args_v2("'" + "x" * 100_000)
+    assert len(str(err.value)) < 300
+
+
+def test_job_ids_accept_any_aws_region_name():
+    for region in ["eusc-de-east-1", "us-gov-west-1", "cn-north-1", "custom"]:
+        assert parse_job_id(format_job_id(region, "abc-1")) == (region, "abc-1")
+    with pytest.raises(ValueError):
+        format_job_id("bad region", "abc")

@@ -123,3 +123,16 @@ def test_unknown_jobs_and_errors_are_reported():
     assert detail is None and "throttled" in str(error)
     poller.stop()
     poller2.stop()
+
+
+def test_jobs_nobody_asks_about_are_forgotten():
+    now = [0.0]
+    jobs = {f"j{i}": {"jobId": f"j{i}", "status": "SUCCEEDED"} for i in range(50)}
+    poller = StatusPoller(FakeDescribe(jobs), interval=0.01, track_for=10.0, clock=lambda: now[0])
+    ask(poller, list(jobs))
+    assert len(poller._cache) == 50
+    now[0] = 100.0
+    ask(poller, ["j0"])  # a later sweep prunes what was not asked within track_for
+    poller._sweep(full=True)
+    assert set(poller._cache) <= {"j0"}
+    poller.stop()

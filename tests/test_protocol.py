@@ -170,3 +170,15 @@ def test_oversized_lines_are_discarded_and_answered():
     assert tok.feed(b"\\\nstill the same line\nCOMMANDS\r\n") == [protocol.LineTokenizer.OVERSIZED, ["COMMANDS"]]
     with pytest.raises(protocol.RequestError, match="longer than"):
         protocol.parse_request(protocol.LineTokenizer.OVERSIZED)
+
+
+def test_reqids_are_ascii_digits_only():
+    for bad in ["²", "１２", "-3", "3.0", "9" * 19]:
+        with pytest.raises(protocol.RequestError, match="bad request id"):
+            protocol.parse_request(["BLAH_JOB_STATUS", bad, "x"])
+
+
+def test_error_fields_stay_far_below_the_gridmanagers_argument_limit():
+    line = protocol.submit_result("2", 1, "x" * 600_000, None)
+    fields = protocol.read_argv(line)
+    assert len(fields) == 4 and len(fields[2]) <= protocol.MAX_ERROR_CHARS < protocol.MAX_ARGUMENT_BYTES

@@ -145,3 +145,16 @@ def test_sync_commands_and_quit(wire):
     assert w.lines(1)[0][0] == "E"
     assert w.send("QUIT") is False
     assert w.lines(1) == [["S"]]
+
+
+def test_a_request_that_breaks_the_handler_costs_one_reply_not_the_process(wire):
+    w = wire(SlowService())
+    w.server.results = None  # any bug inside handle(): here RESULTS cannot drain
+    import os as _os
+
+    r, wfd = _os.pipe()
+    _os.write(wfd, b"RESULTS\r\nCOMMANDS\r\n")
+    _os.close(wfd)
+    assert w.server.serve(r) == 0  # survived to the end of its input
+    replies = w.lines(2)
+    assert replies[0][0] == "E" and replies[1][0] == "S"

@@ -158,3 +158,29 @@ def test_foreign_batch_jobs_report_state_but_move_no_files(service):
     service.fake.jobs["other"] = {"jobId": "other", "jobName": "x", "status": "SUCCEEDED", "container": {"exitCode": 0}}
     reply = call(service.status, "awsbatch/us-east-1/other")
     assert reply[3] == "4" and RECORD_PARAMETER not in reply[4]
+
+
+def test_cloudwatch_failure_is_retried_not_reported_as_empty_output(service, tmp_path, monkeypatch):
+    import gahp.service as service_module
+
+    monkeypatch.setattr(service_module, "LOG_APPEAR_WAIT", 0.1)
+    job_id = call(service.submit, job_ad(tmp_path, Out="o.txt"))[3]
+    batch_id = job_id.split("/")[-1]
+    service.fake.jobs[batch_id].update(status="SUCCEEDED", container={"exitCode": 0})
+    service.fake.logs[batch_id] = ["the real output"]
+    service.fake.log_failures = 1000  # CloudWatch keeps failing
+    reply = call(service.status, job_id)
+    assert reply[1] == "1" and "CloudWatch" in reply[2]  # a failed query, retried later
+    assert not (tmp_path / "o.txt").exists()
+    service.fake.log_failures = 0
+    assert call(service.status, job_id)[3] == "4"
+    assert (tmp_path / "o.txt").read_text() == "the real output\n"
+
+
+def test_a_terminated_job_still_stopping_is_not_reused_by_a_new_process(service, tmp_path):
+    ad = job_ad(tmp_path)
+    first = call(service.submit, ad)[3]
+    call(service.cancel, first)
+    service.fake.jobs[first.split("/")[-1]]["status"] = "RUNNING"  # AWS takes a while to stop it
+    service._cancelled.clear()  # what a freshly started GAHP process knows
+    assert call(service.submit, ad)[3] != first
