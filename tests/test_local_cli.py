@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from fixtures_local import pid_alive, wait_for
+from gahp.local.runner import process_table
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,17 +22,10 @@ def free_port():
 
 
 def descendants(pid):
-    """All live descendants of ``pid`` (from /proc)."""
+    """All live descendants of ``pid``."""
     children = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            fields = data[data.rfind(b")") + 2:].split()
-            children.setdefault(int(fields[1]), []).append(int(name))
+    for child, _, parent, _ in process_table():
+        children.setdefault(parent, []).append(child)
     out, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):

@@ -63,8 +63,8 @@ def code_of(exc):
 
 
 def test_state_walk_is_observable(local_batch, batch, submit, monkeypatch):
-    monkeypatch.setattr(local_batch, "state_delay", 0.15)
-    job_id = submit(["sleep", "0.5"])
+    monkeypatch.setattr(local_batch, "state_delay", 0.4)
+    job_id = submit(["sleep", "1"])
     seen = []
 
     def done():

@@ -238,9 +238,9 @@ class JobProcess:
         return group_pids(self.pgid) if self.pgid is not None else []
 
 
-def group_pids(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in a process group, read from /proc."""
-    out = []
+def process_table() -> list[tuple[int, str, int, int]]:
+    """(pid, state, ppid, pgid) of every process, read from /proc."""
+    table = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -250,6 +250,11 @@ def group_pids(pgid: int) -> list[int]:
         except OSError:
             continue
         fields = data[data.rfind(b")") + 2:].split()
-        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
-            out.append(int(name))
-    return sorted(out)
+        if len(fields) > 2:
+            table.append((int(name), fields[0].decode(), int(fields[1]), int(fields[2])))
+    return table
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in a process group."""
+    return sorted(pid for pid, state, _, group in process_table() if state != "Z" and group == pgid)

@@ -126,7 +126,8 @@ class Attempt:
     reason: str | None = None
     status_reason: str | None = None
 
-    def describe(self) -> dict[str, Any]:
+    def container_fields(self) -> dict[str, Any]:
+        """What this attempt contributes to a ``container`` block (attempt's or job's)."""
         container: dict[str, Any] = {
             "containerInstanceArn": self.container_instance_arn,
             "taskArn": self.task_arn,
@@ -138,7 +139,10 @@ class Attempt:
             container["reason"] = self.reason
         if self.log_stream_name:
             container["logStreamName"] = self.log_stream_name
-        out: dict[str, Any] = {"container": container}
+        return container
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"container": self.container_fields()}
         if self.started_at is not None:
             out["startedAt"] = self.started_at
         if self.stopped_at is not None:
@@ -613,15 +617,7 @@ class JobStore:
             c["memory"] = spec.memory
         att = rec.attempts[-1] if rec.attempts else None
         if att is not None:
-            c["taskArn"] = att.task_arn
-            c["containerInstanceArn"] = att.container_instance_arn
-            c["networkInterfaces"] = []
-            if att.exit_code is not None:
-                c["exitCode"] = att.exit_code
-            if att.reason:
-                c["reason"] = att.reason
-            if att.log_stream_name:
-                c["logStreamName"] = att.log_stream_name
+            c.update(att.container_fields())
         return c
 
     def summary(self, rec: JobRecord) -> dict[str, Any]:

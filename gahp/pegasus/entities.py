@@ -407,27 +407,30 @@ class EntityManager:
             self.sleep(delay)
             delay = min(delay * 2, WAIT_MAX_SLEEP)
 
+    def _disable_and_delete(self, what: str, name: str, describe, disable, delete):
+        """Pegasus's order for a queue or compute environment: DISABLED, wait, delete, wait gone."""
+        if describe() is None:
+            log.info("%s already gone", what)
+            return
+        disable()
+        self._wait_not_updating(what, describe)
+        delete()
+        self._wait_gone(what, describe)
+        log.info("deleted %s", what)
+
     def _delete_queue(self, ent: Entity):
         name = ent.arn or ent.name
-        if self._describe_jq(name) is None:
-            log.info("job queue %s already gone", ent.name)
-            return
-        self.c.batch.update_job_queue(jobQueue=name, state="DISABLED")
-        self._wait_not_updating(f"job queue {ent.name}", lambda: self._describe_jq(name))
-        self.c.batch.delete_job_queue(jobQueue=name)
-        self._wait_gone(f"job queue {ent.name}", lambda: self._describe_jq(name))
-        log.info("deleted job queue %s", ent.name)
+        self._disable_and_delete(
+            f"job queue {ent.name}", name, lambda: self._describe_jq(name),
+            lambda: self.c.batch.update_job_queue(jobQueue=name, state="DISABLED"),
+            lambda: self.c.batch.delete_job_queue(jobQueue=name))
 
     def _delete_ce(self, ent: Entity):
         name = ent.arn or ent.name
-        if self._describe_ce(name) is None:
-            log.info("compute environment %s already gone", ent.name)
-            return
-        self.c.batch.update_compute_environment(computeEnvironment=name, state="DISABLED")
-        self._wait_not_updating(f"compute environment {ent.name}", lambda: self._describe_ce(name))
-        self.c.batch.delete_compute_environment(computeEnvironment=name)
-        self._wait_gone(f"compute environment {ent.name}", lambda: self._describe_ce(name))
-        log.info("deleted compute environment %s", ent.name)
+        self._disable_and_delete(
+            f"compute environment {ent.name}", name, lambda: self._describe_ce(name),
+            lambda: self.c.batch.update_compute_environment(computeEnvironment=name, state="DISABLED"),
+            lambda: self.c.batch.delete_compute_environment(computeEnvironment=name))
 
     def _delete_jd(self, ent: Entity):
         if ":" in arn_name(ent.name):
