@@ -13,6 +13,7 @@ from gahp.local.runner import process_table
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLEEP = "300.25"  # a duration no other test uses, so leftovers are this test's own
 
 
 def free_port():
@@ -62,7 +63,7 @@ def test_cli_prints_settings_runs_jobs_and_stops_cleanly(tmp_path):
                  message="job to succeed")
         running = batch.submit_job(jobName="cli-long", jobQueue=exports["_CONDOR_AWSBATCH_GAHP_JOB_QUEUE"],
                                    jobDefinition=exports["_CONDOR_AWSBATCH_GAHP_JOB_DEFINITION"],
-                                   containerOverrides={"command": ["sleep", "300"]})["jobId"]
+                                   containerOverrides={"command": ["sleep", SLEEP]})["jobId"]
         wait_for(lambda: batch.describe_jobs(jobs=[running])["jobs"][0]["status"] == "RUNNING", 20,
                  message="job to run")
         wait_for(lambda: descendants(proc.pid), 10, message="job process")
@@ -77,13 +78,13 @@ def test_cli_prints_settings_runs_jobs_and_stops_cleanly(tmp_path):
 
 
 def _sleepers():
-    """pids of any leftover ``sleep 300`` (the job's process) anywhere."""
+    """pids of any leftover ``sleep SLEEP`` (this test's job process) anywhere."""
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/cmdline", "rb") as fh:
-                    if fh.read() == b"sleep\x00300\x00" and pid_alive(int(name)):
+                    if fh.read() == b"sleep\x00" + SLEEP.encode() + b"\x00" and pid_alive(int(name)):
                         out.append(int(name))
             except OSError:
                 pass
