@@ -246,9 +246,14 @@ class JobService:
         except ValueError as exc:
             reply(protocol.status_result(reqid, 1, str(exc), 0, "[]"))
             return
-        known = self.final_states.get(job_id)
-        if known is not None:
-            reply(protocol.status_result(reqid, 0, None, known.code, known.classad()))
+        try:
+            known = self.final_states.get(job_id)
+            if known is not None:
+                reply(protocol.status_result(reqid, 0, None, known.code, known.classad()))
+                return
+        except Exception as exc:  # a damaged state file must not cost more than this answer
+            log.exception("remembered state of %s is unusable", job_id)
+            reply(protocol.status_result(reqid, 1, f"internal error: {exc}", 0, "[]"))
             return
 
         def on_detail(detail, error):
@@ -323,6 +328,7 @@ class JobService:
             outcome = self._complete_from_logs(job_id, region, detail, record)
         if not outcome.final:
             return outcome
+        outcome.classad()  # render once before remembering: a bad value fails here, retried
         saved = self.final_states.put(job_id, outcome)
         if (record and record.staging_url and outcome.code == states.COMPLETED and saved
                 and not self.settings.keep_staging):

@@ -68,12 +68,25 @@ class Outcome:
         return render_classad(self.attrs)
 
 
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def _classad_safe(value):
+    """Values that ``classad2`` can hold: text from a job or AWS may carry lone surrogates
+    (undecodable bytes), which must never reach the C++ library, and ints must fit 64 bits."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, _INT64[0]), _INT64[1])
+    return value
+
+
 def render_classad(attrs: dict) -> str:
     """A one-line new-syntax ClassAd (valid by construction, through ``classad2``)."""
     ad = classad2.ClassAd()
     for key, value in attrs.items():
         if value is not None:
-            ad[key] = value
+            ad[key] = _classad_safe(value)
     return repr(ad)
 
 

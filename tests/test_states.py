@@ -66,3 +66,10 @@ def test_classad_is_one_line_and_escapes():
     assert "\n" not in text
     ad = classad2.parseOne(text)
     assert ad["A"] == 'x "y"\nz\\' and ad["B"] == 3 and "C" not in ad
+
+
+def test_job_controlled_text_and_numbers_cannot_break_the_classad():
+    # an undecodable byte from a job's result record arrives as a lone surrogate
+    text = states.render_classad({"HoldReason": "bad \udcff byte", "ExitCode": 10 ** 30, "Neg": -10 ** 30})
+    ad = classad2.parseOne(text)
+    assert ad["HoldReason"].startswith("bad ") and ad["ExitCode"] == 2 ** 63 - 1 and ad["Neg"] == -(2 ** 63)
