@@ -195,7 +195,7 @@ def test_hundred_tasks_cost_at_most_two_submits(moto_endpoint, network, monkeypa
     monkeypatch.setenv("PEGASUS_AWS_BATCH_POLL_INTERVAL", "0.05")
     monkeypatch.chdir(tmp_path)
     import gahp.pegasus.bag as bag
-    monkeypatch.setattr(bag, "task_logs", lambda logs, detail: ("", "", True))
+    monkeypatch.setattr(bag, "task_logs", lambda logs, detail, **kw: ("", "", True))
     b = boto3.client("batch", endpoint_url=moto_endpoint, region_name="us-west-2",
                      aws_access_key_id="testing", aws_secret_access_key="testing")
     iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-west-2",
@@ -241,3 +241,190 @@ def test_demo_diamond(local_batch, local_entities, monkeypatch, tmp_path):
     out = (tmp_path / "diamond" / "count_ID0000002.out").read_text()
     assert "[cluster-summary tasks=3, succeeded=3, failed=0" in out
     assert "total words:" in (tmp_path / "diamond" / "summary.txt").read_text()
+
+
+# ------------------------------------------------------------------ robustness (review e3, e4)
+
+from gahp.pegasus import StopFlag  # noqa: E402
+from gahp.pegasus.bag import BagRunner, Task, Unit, read_tasks  # noqa: E402
+from gahp.pegasus.credentials import Clients, S3Location  # noqa: E402
+from gahp.pegasus.entities import BucketEntity  # noqa: E402
+
+
+class FakeBatch:
+    def __init__(self, jobs=None, on_submit=None):
+        self.jobs = jobs if jobs is not None else {}
+        self.on_submit = on_submit
+        self.describes = 0
+        self.submitted, self.terminated = [], []
+
+    def submit_job(self, **req):
+        job_id = f"job-{len(self.submitted)}"
+        self.submitted.append(job_id)
+        if self.on_submit:
+            self.on_submit()       # e.g. a signal arriving while the call is in flight
+        return {"jobId": job_id}
+
+    def describe_jobs(self, jobs):
+        self.describes += 1
+        return {"jobs": [self.jobs[j] for j in jobs if j in self.jobs]}
+
+    def terminate_job(self, jobId, reason):
+        self.terminated.append(jobId)
+
+
+class FakeS3:
+    def upload_file(self, *a, **kw):
+        pass
+
+    def put_object(self, **kw):
+        pass
+
+
+class FakeClients:
+    def __init__(self, batch):
+        self.batch, self.s3, self.logs = batch, FakeS3(), None
+
+
+def test_monitor_gives_up_on_a_job_describe_no_longer_returns(tmp_path):
+    """Reviewer's e3: a job DescribeJobs never returns used to be polled forever."""
+    clock = {"t": 0.0}
+
+    class Batch(FakeBatch):
+        def describe_jobs(self, jobs):
+            clock["t"] += 10
+            return super().describe_jobs(jobs)
+
+    batch = Batch()
+    r = BagRunner(FakeClients(batch), "p", BucketEntity(S3Location("b", "p")), "jd", "jq",
+                  workdir=str(tmp_path), poll_interval=0.001, max_poll_interval=0.001,
+                  missing_grace=25, missing_polls=3, missing_time=20, clock=lambda: clock["t"])
+    t = Task(1, "t1", "/bin/true")
+    u = Unit(0, [t], "jd", "jq", job_id="gone-id", status="RUNNING", submitted_at=0.0)
+    t.unit, t.job_id, r.units, r.tasks = u, "gone-id", [u], [t]
+    r.monitor()
+    # two polls inside the grace time, then 3 consecutive misses spanning 20 s
+    assert batch.describes == 5
+    assert t.state == "failed" and t.reason == "job record not found"
+    assert "job record not found" in (tmp_path / "t1.err").read_text() + " ".join(r.errors)
+    assert "[cluster-task id=1" in (tmp_path / "t1.out").read_text()
+
+
+def test_a_record_seen_again_resets_the_miss_count(tmp_path):
+    batch = FakeBatch()
+    r = BagRunner(FakeClients(batch), "p", BucketEntity(S3Location("b", "p")), "jd", "jq",
+                  workdir=str(tmp_path), missing_grace=0, missing_polls=2, missing_time=0)
+    u = Unit(0, [Task(1, "t1", "x")], "jd", "jq", job_id="j", submitted_at=0.0)
+    assert not r._missing(u)
+    u.misses, u.first_miss = 0, None      # what monitor does when the record is back
+    assert not r._missing(u) and r._missing(u)
+
+
+def _bag_file(tmp_path, n=1):
+    (tmp_path / "in.txt").write_text("x")
+    tasks = [{"jobName": f"t{i}", "executable": "/bin/true", "arguments": "",
+              "environment": [{"name": "TRANSFER_INPUT_FILES", "value": str(tmp_path / "in.txt")}]}
+             for i in range(1, n + 1)]
+    (tmp_path / "j.in").write_text(json.dumps({"SubmitJob": tasks}))
+    return str(tmp_path / "j.in")
+
+
+def test_s3_upload_failure_is_exit_2_with_summary(moto_endpoint, monkeypatch, tmp_path):
+    """Reviewer's e4: S3UploadFailedError (a boto3, not botocore, error) escaped run()."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    c = Clients("us-west-2", moto_endpoint)
+    r = BagRunner(c, "p", BucketEntity(S3Location("no-such-bucket-e4", "p")), "jd", "jq",
+                  merge_logs=str(tmp_path / "m" / "p"))
+    rc = r.run(read_tasks([_bag_file(tmp_path)]), install_signals=False)
+    assert rc == 2
+    assert any("NoSuchBucket" in e or "upload" in e.lower() for e in r.errors), r.errors
+    assert "[cluster-summary tasks=1, succeeded=0, failed=1" in (tmp_path / "m" / "p.out").read_text()
+
+
+@pytest.mark.parametrize("exc", [
+    "S3UploadFailedError", "OSError", "RuntimeError"])
+def test_cli_errors_while_running_are_exit_2_not_tracebacks(run_env, monkeypatch, capsys, exc):
+    from boto3.exceptions import S3UploadFailedError
+    import gahp.pegasus.bag as bag
+    lb, ents, tmp = run_env
+    errors = {"S3UploadFailedError": S3UploadFailedError("Failed to upload in.txt to b/k: denied"),
+              "OSError": PermissionError(13, "Permission denied", "in.txt"),
+              "RuntimeError": RuntimeError("boom")}
+
+    def stage(self):
+        raise errors[exc]
+    monkeypatch.setattr(bag.BagRunner, "stage", stage)
+    rc = run_cli(lb, ents, f"err-{exc}", write_bag("err.in", 2))
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "pegasus-aws-batch: error:" in err and "Traceback" not in err
+    assert {"S3UploadFailedError": "denied", "OSError": "Permission denied",
+            "RuntimeError": "internal error: RuntimeError: boom"}[exc] in err
+    out = (tmp / "merged" / f"err-{exc}.out").read_text()
+    assert "[cluster-summary tasks=2, succeeded=0, failed=2" in out
+
+
+def test_cli_unexpected_error_outside_run_is_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "Clients", lambda *a, **kw: 1 / 0)
+    assert cli.main(["-p", "x", "-r", "us-east-1", "--create", "-L", "fatal"]) == 2
+    err = capsys.readouterr().err
+    assert "internal error: ZeroDivisionError" in err and "Traceback" not in err
+
+
+def test_signal_during_submit_records_and_terminates_the_job(tmp_path, monkeypatch):
+    """A signal only sets the flag: the SubmitJob in flight completes, its job id is recorded
+    and terminated; a second signal does not escape as an exception."""
+    import gahp.pegasus.bag as bag
+    monkeypatch.setattr(bag, "task_logs", lambda *a, **kw: ("", "", True))
+    batch = FakeBatch(on_submit=lambda: (os.kill(os.getpid(), signal.SIGTERM),
+                                         os.kill(os.getpid(), signal.SIGINT)))
+    r = BagRunner(FakeClients(batch), "p", BucketEntity(S3Location("b", "p")), "jd", "jq",
+                  merge_logs=str(tmp_path / "m" / "p"))
+    before = signal.getsignal(signal.SIGTERM)
+    rc = r.run(read_tasks([_bag_file(tmp_path, 3)]))
+    assert rc == 2
+    assert batch.submitted == ["job-0"] and batch.terminated == ["job-0"]
+    assert r.errors == ["interrupted by signal 15"]
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert "[cluster-summary tasks=3, succeeded=0, failed=3" in (tmp_path / "m" / "p.out").read_text()
+    states = (tmp_path / "m" / "p.jobstate.log").read_text()
+    assert "SUBMITTED job-0:0" in states
+
+
+def test_stop_ends_log_collection_early(tmp_path, monkeypatch):
+    import gahp.pegasus.bag as bag
+    stop = StopFlag()
+    fetched = []
+
+    def task_logs(logs, detail, sleep=None):
+        fetched.append(detail["jobId"])
+        stop.set(signal.SIGTERM)            # the signal arrives while fetching the first log
+        return "out\n", "", True
+    monkeypatch.setattr(bag, "task_logs", task_logs)
+    jobs = {"arr": {"jobId": "arr", "status": "SUCCEEDED"}}
+    jobs.update({f"arr:{i}": {"jobId": f"arr:{i}", "status": "SUCCEEDED"} for i in range(50)})
+    r = BagRunner(FakeClients(FakeBatch(jobs)), "p", BucketEntity(S3Location("b", "p")), "jd",
+                  "jq", workdir=str(tmp_path), poll_interval=0.001, stop=stop)
+    tasks = [Task(i + 1, f"t{i}", "x") for i in range(50)]
+    u = Unit(0, tasks, "jd", "jq", job_id="arr", status="RUNNING")
+    for i, t in enumerate(tasks):
+        t.unit, t.index, t.job_id = u, i, f"arr:{i}"
+    r.units, r.tasks = [u], tasks
+    r.monitor()
+    assert fetched == ["arr:0"]
+    assert all(t.state == "succeeded" for t in tasks)
+    assert "not fetched: interrupted by signal 15" in (tmp_path / "t7.err").read_text()
+
+
+def test_stop_flag_second_signal_is_harmless():
+    stop = StopFlag()
+    old = stop.install()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_for(lambda: stop.count == 2, timeout=5, message="both signals handled")
+    finally:
+        StopFlag.restore(old)
+    assert stop.signum == signal.SIGINT and stop.message == "interrupted by signal 2"

@@ -235,14 +235,37 @@ def test_delete_leaves_shared_bucket_and_existing_entities(aws_env, sample_files
     assert _run(args + ["--create"], ep) == 0
     s3.put_object(Bucket="shared-stage", Key="run7/staged.txt", Body=b"x")
     s3.put_object(Bucket="shared-stage", Key="run7/sub/deeper.txt", Body=b"x")
+    s3.put_object(Bucket="shared-stage", Key="run7/_pegasus-aws-batch/run7/launcher", Body=b"x")
+    s3.put_object(Bucket="shared-stage", Key="run7/_pegasus-aws-batch/run8/launcher", Body=b"x")
     assert _run(args + ["--delete"], ep) == 0
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="shared-stage").get("Contents", []))
-    assert keys == ["other-workflow/keep.txt", "run7-sibling.txt"]
+    # a user-supplied path in a bucket the client did not create is never emptied; only the
+    # client's own internal objects for this prefix go
+    assert keys == ["other-workflow/keep.txt", "run7-sibling.txt",
+                    "run7/_pegasus-aws-batch/run8/launcher", "run7/staged.txt",
+                    "run7/sub/deeper.txt"]
     assert batch.describe_job_queues(jobQueues=["run7-job-queue"])["jobQueues"] == []
     # the compute environment was given by name: not ours, not deleted
     assert batch.describe_compute_environments(
         computeEnvironments=["base-compute-env"])["computeEnvironments"]
     assert _run(["-p", "base", "--ce", sample_files["compute-env"], "--delete"], ep) == 0
+
+
+def test_delete_never_empties_a_user_path_in_a_foreign_bucket(aws_env):
+    """Reviewer's e5: --delete with -s s3://mybucket/wf/scratch used to empty wf/scratch/."""
+    ep = aws_env
+    s3 = client(ep, "s3")
+    s3.create_bucket(Bucket="mybucket", CreateBucketConfiguration={"LocationConstraint": REGION})
+    for key in ("wf/scratch/f.a", "wf/scratch/f.b", "other/x"):
+        s3.put_object(Bucket="mybucket", Key=key, Body=b"data")
+    assert _run(["--delete", "-p", "merge_1", "-s", "s3://mybucket/wf/scratch"], ep) == 0
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="mybucket")["Contents"])
+    assert keys == ["other/x", "wf/scratch/f.a", "wf/scratch/f.b"]
+    # no key in the URL: the derived <prefix>/ folder of a foreign bucket is not emptied either
+    s3.put_object(Bucket="mybucket", Key="merge_1/f.c", Body=b"data")
+    assert _run(["--delete", "-p", "merge_1", "-s", "s3://mybucket"], ep) == 0
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="mybucket")["Contents"])
+    assert keys == ["merge_1/f.c", "other/x", "wf/scratch/f.a", "wf/scratch/f.b"]
 
 
 def test_created_bucket_with_foreign_objects_is_left(aws_env):

@@ -15,16 +15,16 @@ import json
 import logging
 import os
 import re
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import EXIT_NON_TASK_FAILURE, EXIT_OK, EXIT_TASK_FAILURE, PegasusAWSBatchError
-from .entities import BucketEntity, delete_prefix
+from . import EXIT_NON_TASK_FAILURE, EXIT_OK, EXIT_TASK_FAILURE, PegasusAWSBatchError, StopFlag
+from .entities import INTERNAL_DIR, BucketEntity, delete_prefix
 from .launcher import LAUNCHER, LAUNCHER_NAME, task_script
 from .logs import cluster_summary_record, cluster_task_record, task_logs, write_text
 
@@ -33,7 +33,17 @@ log = logging.getLogger("pegasus-aws-batch")
 FINAL = ("SUCCEEDED", "FAILED")
 MAX_ARRAY = 10000
 DESCRIBE_CHUNK = 100
-INTERNAL_DIR = "_pegasus-aws-batch"
+
+#: a job DescribeJobs does not return is given up only after MISSING_GRACE seconds since its
+#: submission, then MISSING_POLLS consecutive misses spanning at least MISSING_TIME seconds
+#: (finished jobs age out of DescribeJobs; a fresh one can lag right after SubmitJob)
+MISSING_GRACE = 60.0
+MISSING_POLLS = 5
+MISSING_TIME = 30.0
+
+#: what an S3 or file problem while staging looks like (boto3's S3UploadFailedError is a
+#: Boto3Error, not a botocore one)
+AWS_ERRORS = (ClientError, BotoCoreError, Boto3Error)
 
 
 class Interrupted(Exception):
@@ -75,6 +85,9 @@ class Unit:
     job_id: Optional[str] = None
     status: Optional[str] = None
     summary: dict = field(default_factory=dict)
+    submitted_at: Optional[float] = None   # monotonic clock
+    misses: int = 0                        # consecutive polls without a record
+    first_miss: Optional[float] = None
 
     @property
     def is_array(self) -> bool:
@@ -147,7 +160,9 @@ class BagRunner:
                  job_queue: Optional[str], files: Optional[list] = None,
                  merge_logs: Optional[str] = None, workdir: Optional[str] = None,
                  poll_interval: Optional[float] = None, max_poll_interval: float = 5.0,
-                 progress=None):
+                 progress=None, stop: Optional[StopFlag] = None,
+                 missing_grace: Optional[float] = None, missing_polls: Optional[int] = None,
+                 missing_time: Optional[float] = None, clock=time.monotonic):
         self.c = clients
         self.prefix = prefix
         self.bucket = bucket
@@ -168,7 +183,15 @@ class BagRunner:
         self.units: list = []
         self.tasks: list = []
         self.jobstate_path = os.path.join(self.outdir, f"{prefix}.jobstate.log")
-        self._stop = threading.Event()
+        self.stop = stop if stop is not None else StopFlag()
+        env = os.environ.get
+        self.missing_grace = float(missing_grace if missing_grace is not None
+                                   else env("PEGASUS_AWS_BATCH_MISSING_GRACE", MISSING_GRACE))
+        self.missing_polls = int(missing_polls if missing_polls is not None
+                                 else env("PEGASUS_AWS_BATCH_MISSING_POLLS", MISSING_POLLS))
+        self.missing_time = float(missing_time if missing_time is not None
+                                  else env("PEGASUS_AWS_BATCH_MISSING_TIME", MISSING_TIME))
+        self.clock = clock
         self.errors: list = []
 
     # ------------------------------------------------------------------ helpers
@@ -179,6 +202,11 @@ class BagRunner:
     @property
     def internal_key(self) -> str:
         return f"{self.bucket.key_prefix}{INTERNAL_DIR}/{self.prefix}/"
+
+    def check_stop(self):
+        """Raise :class:`Interrupted` once a signal has been received (checked between steps)."""
+        if self.stop.is_set():
+            raise Interrupted(self.stop.signum)
 
     def _say(self, msg: str):
         log.info(msg)
@@ -199,6 +227,7 @@ class BagRunner:
             base = os.path.basename(path)
             if path in uploaded:
                 return base
+            self.check_stop()
             if not os.path.isfile(path):
                 raise PegasusAWSBatchError(f"input file {path} does not exist")
             key = f"{self.bucket.key_prefix}{base}"
@@ -253,6 +282,7 @@ class BagRunner:
     def upload_task_descriptions(self):
         for unit in self.units:
             for t in unit.tasks:
+                self.check_stop()
                 text, skipped = task_script(t.name, t.executable, t.arguments, t.environment)
                 if skipped:
                     log.warning("task %s: environment names not passed: %s", t.name,
@@ -287,6 +317,7 @@ class BagRunner:
         resp = self.c.batch.submit_job(**req)
         unit.job_id = resp["jobId"]
         unit.status = "SUBMITTED"
+        unit.submitted_at = self.clock()
         for t in unit.tasks:
             t.job_id = f"{unit.job_id}:{t.index}" if unit.is_array else unit.job_id
             t.state = "submitted"
@@ -320,16 +351,20 @@ class BagRunner:
             t.exit_code = code
         self._jobstate(t.name, t.state, t.job_id)
         out, err, found = ("", "", False)
-        if detail is not None:
+        interrupted = self.stop.is_set()
+        if detail is not None and not interrupted:
             try:
-                out, err, found = task_logs(self.c.logs, detail)
+                out, err, found = task_logs(self.c.logs, detail, sleep=self._sleep)
             except Exception as exc:  # noqa: BLE001 - logs are best effort
                 log.warning("task %s: could not fetch logs: %s", t.name, exc)
         if t.exit_code is None:
             m = re.search(r"pegasus-aws-batch-launcher: task .* exitcode (-?\d+)", err)
             if m:
                 t.exit_code = int(m.group(1))
-        if not found:
+        if interrupted:
+            err += (f"pegasus-aws-batch: logs of task {t.name} ({t.job_id}) not fetched: "
+                    f"{self.stop.message}; status {t.state}: {t.reason or '-'}\n")
+        elif not found:
             err += (f"pegasus-aws-batch: no log stream found for task {t.name} "
                     f"({t.job_id}); status {t.state}: {t.reason or '-'}\n")
         record = cluster_task_record(t.seq, t.name, t.job_id, t.state, t.succeeded, t.executable)
@@ -340,20 +375,45 @@ class BagRunner:
         self._say(f"task {t.name} {t.state}"
                   + (f" (exit code {t.exit_code})" if t.exit_code not in (None, 0) else ""))
 
+    def _sleep(self, seconds: float):
+        """A sleep that ends early on a signal (log retries, backoff)."""
+        self.stop.wait(seconds)
+
+    def _missing(self, u: Unit) -> bool:
+        """Count a poll without a record for ``u``; True once it is given up: after the grace
+        time since submission, ``missing_polls`` consecutive misses over ``missing_time`` s."""
+        now = self.clock()
+        if u.submitted_at is not None and now - u.submitted_at < self.missing_grace:
+            return False      # can lag right after submission
+        u.misses += 1
+        if u.first_miss is None:
+            u.first_miss = now
+        return u.misses >= self.missing_polls and now - u.first_miss >= self.missing_time
+
     def monitor(self):
         delay = self.poll
         pending = [u for u in self.units if u.job_id]
         while pending:
-            if self._stop.wait(delay):
-                raise Interrupted(self._signum)
+            if self.stop.wait(delay):
+                raise Interrupted(self.stop.signum)
             delay = min(delay * 1.5, self.max_poll)
             details = self._describe([u.job_id for u in pending])
             still = []
             for u in pending:
                 d = details.get(u.job_id)
                 if d is None:
-                    still.append(u)   # can lag right after submission
+                    if self._missing(u):
+                        msg = (f"job {u.job_id}: job record not found by DescribeJobs "
+                               f"({u.misses} polls); its tasks count as failed")
+                        log.error(msg)
+                        self.errors.append(msg)
+                        u.status = "FAILED"
+                        for t in u.tasks:
+                            self._finish_task(t, None)
+                    else:
+                        still.append(u)
                     continue
+                u.misses, u.first_miss = 0, None
                 status = d.get("status")
                 if status != u.status:
                     u.status = status
@@ -387,7 +447,7 @@ class BagRunner:
                 try:
                     self.c.batch.terminate_job(jobId=u.job_id, reason=reason)
                     self._say(f"terminated {u.job_id}")
-                except (ClientError, BotoCoreError) as exc:
+                except AWS_ERRORS as exc:
                     log.error("terminating %s: %s", u.job_id, exc)
         for t in self.tasks:
             if t.state not in ("succeeded", "failed"):
@@ -426,62 +486,66 @@ class BagRunner:
                         self.internal_key, exc)
 
     # ------------------------------------------------------------------ run
-    def _on_signal(self, signum, frame):
-        self._signum = signum
-        self._stop.set()
-        if threading.current_thread() is threading.main_thread() and not self._in_monitor:
-            raise Interrupted(signum)
-
     def run(self, tasks: list, install_signals: bool = True) -> int:
-        """Run the bag; returns 0, 1 (a task failed) or 2 (AWS / internal error)."""
+        """Run the bag; returns 0, 1 (a task failed) or 2 (AWS / internal error).
+
+        With ``install_signals`` SIGINT/SIGTERM set :attr:`stop` for the duration (the
+        command line installs the handler itself, around setup, run and teardown)."""
         start = time.time()
         self.tasks = tasks
-        self._signum = None
-        self._in_monitor = False
-        os.makedirs(self.outdir, exist_ok=True)
-        open(self.jobstate_path, "a").close()
-        old = {}
-        if install_signals and threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                old[s] = signal.signal(s, self._on_signal)
+        old = self.stop.install() if install_signals else {}
         code = EXIT_OK
         try:
             try:
+                self.check_stop()
+                os.makedirs(self.outdir, exist_ok=True)
+                open(self.jobstate_path, "a").close()
                 self.stage()
                 self.plan_units()
                 self.upload_task_descriptions()
                 for u in self.units:
-                    if self._stop.is_set():
-                        raise Interrupted(self._signum)
-                    self.submit(u)
-                self._in_monitor = True
+                    self.check_stop()
+                    self.submit(u)        # atomic: a signal only sets the flag
                 self.monitor()
             except Interrupted as exc:
-                self._in_monitor = False
-                self.errors.append(str(exc))
-                self.terminate_all(f"pegasus-aws-batch {self.prefix} {exc}")
-                code = EXIT_NON_TASK_FAILURE
-            except (ClientError, BotoCoreError, PegasusAWSBatchError) as exc:
-                self._in_monitor = False
-                self.errors.append(_err(exc))
-                self.terminate_all(f"pegasus-aws-batch {self.prefix}: {_err(exc)}")
-                code = EXIT_NON_TASK_FAILURE
+                code = self._abort(str(exc))
+            except AWS_ERRORS + (PegasusAWSBatchError,) as exc:
+                code = self._abort(_err(exc))
+            except OSError as exc:
+                code = self._abort(f"{exc.strerror or exc}"
+                                   + (f": {exc.filename}" if exc.filename else ""))
+            except Exception as exc:  # noqa: BLE001 - exit 2 with logs, never a traceback
+                log.debug("internal error", exc_info=True)
+                code = self._abort(f"internal error: {type(exc).__name__}: {exc}")
             if self.tasks:
                 for t in self.tasks:
                     if t.state not in ("succeeded", "failed"):
                         t.state = "failed"
-                ok, failed = self.merge(start)
+                try:
+                    ok, failed = self.merge(start)
+                except OSError as exc:
+                    msg = f"cannot write the merged logs: {exc}"
+                    log.error(msg)
+                    self.errors.append(msg)
+                    code, failed = EXIT_NON_TASK_FAILURE, 0
                 if code == EXIT_OK and failed:
                     code = EXIT_TASK_FAILURE
             self.cleanup_internal()
         finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+            StopFlag.restore(old)
         return code
+
+    def _abort(self, msg: str) -> int:
+        log.error(msg)
+        self.errors.append(msg)
+        self.terminate_all(f"pegasus-aws-batch {self.prefix}: {msg}")
+        return EXIT_NON_TASK_FAILURE
 
 
 def _err(exc) -> str:
     if isinstance(exc, ClientError):
         e = exc.response.get("Error", {})
         return f"{e.get('Code')}: {e.get('Message')}"
+    if isinstance(exc, Boto3Error):
+        return f"S3: {exc}"
     return str(exc)

@@ -5,7 +5,9 @@ Same flags (short and long) and ``--conf`` property fallbacks as Pegasus's Java 
 
 * ``--create``: create the JSON-defined entities and the bucket, run nothing;
 * ``--delete``: delete what a ``--create`` run with the same settings created (only
-  JSON-defined entities, ``<prefix>-bucket``; only the run's key prefix is emptied);
+  JSON-defined entities and ``<prefix>-bucket``, whose run key prefix is emptied).  In any
+  other bucket only the client's own ``_pegasus-aws-batch/<prefix>/`` objects are removed:
+  a user-supplied ``--s3`` path in a bucket this client did not create is never emptied;
 * neither: create, run the bag(s) of tasks from the positional ``.in`` files, tear down what
   this run created.
 
@@ -22,9 +24,10 @@ import os
 import sys
 from typing import Optional
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import EXIT_NON_TASK_FAILURE, EXIT_OK, PegasusAWSBatchError
+from . import EXIT_NON_TASK_FAILURE, EXIT_OK, PegasusAWSBatchError, StopFlag
 from .bag import BagRunner, read_tasks
 from .credentials import Clients, parse_s3_url
 from .entities import EntityManager
@@ -123,31 +126,57 @@ def main(argv=None, progress=None) -> int:
         return _fail("no job files given (or use --create / --delete)")
     log.debug("settings: %s", settings.as_dict())
 
+    stop = StopFlag()
+    old = stop.install()     # SIGINT/SIGTERM only set the flag, around setup, run, teardown
+    try:
+        return _run(args, settings, progress, stop)
+    except Exception as exc:  # noqa: BLE001 - exit 2 with a message, never a traceback
+        log.debug("internal error", exc_info=True)
+        return _fail(f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        StopFlag.restore(old)
+
+
+ERRORS = (PegasusAWSBatchError, ClientError, BotoCoreError, Boto3Error, OSError)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, PegasusAWSBatchError):
+        return str(exc)
+    if isinstance(exc, Boto3Error):
+        return f"S3: {exc}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return describe_error(exc)
+
+
+def _run(args, settings, progress, stop: StopFlag) -> int:
     try:
         s3loc = parse_s3_url(settings.s3) if settings.s3 else None
         clients = Clients(settings.region, settings.endpoint_url, s3loc, profile=args.profile)
-        mgr = EntityManager(clients, settings.prefix, account=settings.account)
+        mgr = EntityManager(clients, settings.prefix, account=settings.account, stop=stop)
         if args.delete:
             st = mgr.resolve_for_delete(settings)
-            errors = mgr.teardown(st, empty_prefix=True)
+            # only what this client owns: the bucket <prefix>-bucket (run's key prefix
+            # emptied), else just the internal _pegasus-aws-batch/<prefix>/ objects
+            errors = mgr.teardown(st, empty_prefix=bool(st.bucket.created))
             for e in errors:
                 print(f"pegasus-aws-batch: error: {e}", file=sys.stderr)
             return EXIT_NON_TASK_FAILURE if errors else EXIT_OK
         tasks = read_tasks(args.job_files) if args.job_files else []
-    except (PegasusAWSBatchError, ClientError, BotoCoreError) as exc:
-        return _fail(describe_error(exc))
+    except ERRORS as exc:
+        return _fail(_error_text(exc))
 
     st = None
     code = EXIT_OK
     try:
         try:
             st = mgr.setup(settings, need_queue=not args.create)
-        except PegasusAWSBatchError as exc:
+        except ERRORS as exc:
             st = getattr(mgr, "_current", None)
-            code = _fail(str(exc))
-        except (ClientError, BotoCoreError) as exc:
-            st = getattr(mgr, "_current", None)
-            code = _fail(describe_error(exc))
+            code = _fail(_error_text(exc))
+        if code == EXIT_OK and stop.is_set():
+            code = _fail(stop.message)
         if code == EXIT_OK and args.create:
             print(f"compute environment: {st.compute_environment.name if st.compute_environment else '-'}")
             print(f"job queue:           {st.job_queue.name if st.job_queue else '-'}")
@@ -161,8 +190,8 @@ def main(argv=None, progress=None) -> int:
                 if st.job_definition else None,
                 job_queue=(st.job_queue.arn or st.job_queue.name) if st.job_queue else None,
                 files=(args.files or "").split(","), merge_logs=args.merge_logs,
-                progress=progress)
-            code = runner.run(tasks)
+                progress=progress, stop=stop)
+            code = runner.run(tasks, install_signals=False)
             for e in runner.errors:
                 print(f"pegasus-aws-batch: error: {e}", file=sys.stderr)
     finally:

@@ -31,6 +31,9 @@ from .credentials import S3Location, parse_s3_url
 
 log = logging.getLogger("pegasus-aws-batch")
 
+#: the folder (under the run's key prefix) that holds the client's own launcher and task files
+INTERNAL_DIR = "_pegasus-aws-batch"
+
 KINDS = {
     "compute_environment": ("CreateComputeEnvironment", "computeEnvironmentName", "compute-env"),
     "job_queue": ("CreateJobQueue", "jobQueueName", "job-queue"),
@@ -161,8 +164,10 @@ def _aws_error(exc) -> str:
 
 class EntityManager:
     def __init__(self, clients, prefix: str, account: Optional[str] = None,
-                 wait_timeout: float = None, sleep=time.sleep, clock=time.monotonic):
+                 wait_timeout: float = None, sleep=time.sleep, clock=time.monotonic,
+                 stop=None):
         self.c = clients
+        self.stop = stop          # a StopFlag: waits for VALID end early on a signal
         self.prefix = prefix
         self.account = account
         self.wait_timeout = WAIT_TIMEOUT if wait_timeout is None else wait_timeout
@@ -202,6 +207,8 @@ class EntityManager:
         deadline = self.clock() + self.wait_timeout
         delay = 1.0
         while True:
+            if self.stop is not None and self.stop.is_set():
+                raise PegasusAWSBatchError(f"waiting for {what}: {self.stop.message}")
             item = describe()
             if item is not None:
                 status = item.get("status")
@@ -215,7 +222,11 @@ class EntityManager:
                     f"{what} did not become VALID within {self.wait_timeout:.0f}s "
                     f"(last status {item.get('status') if item else 'missing'}: "
                     f"{(item or {}).get('statusReason') or '-'})")
-            self.sleep(min(delay, max(0.0, deadline - self.clock())))
+            pause = min(delay, max(0.0, deadline - self.clock()))
+            if self.stop is not None and self.sleep is time.sleep:
+                self.stop.wait(pause)
+            else:
+                self.sleep(pause)
             delay = min(delay * 2, WAIT_MAX_SLEEP)
 
     def _describe_ce(self, name):
@@ -350,9 +361,14 @@ class EntityManager:
         return st
 
     # ------------------------------------------------------------------ delete
-    def teardown(self, st: Setup, empty_prefix: bool = True) -> list:
+    def teardown(self, st: Setup, empty_prefix: bool = False) -> list:
         """Delete what ``st`` marks as created, in Pegasus's order (queue, compute environment,
-        job definition, bucket).  Every step is attempted; errors are returned as strings."""
+        job definition, bucket).  Every step is attempted; errors are returned as strings.
+
+        S3 is emptied only where this client owns it: the run's key prefix only when
+        ``empty_prefix`` is true *and* the bucket is marked as created (ours); otherwise only
+        the internal ``<key prefix>_pegasus-aws-batch/<prefix>/`` objects are removed.  A
+        user-supplied path in a bucket this client did not create is never emptied."""
         errors: list = []
 
         def step(what, fn):
@@ -443,10 +459,20 @@ class EntityManager:
             self.c.batch.deregister_job_definition(jobDefinition=t)
             log.info("deregistered job definition %s", t)
 
+    def internal_key(self, b: BucketEntity) -> str:
+        """The objects only this client writes: ``<key prefix>_pegasus-aws-batch/<prefix>/``."""
+        return f"{b.key_prefix}{INTERNAL_DIR}/{self.prefix}/"
+
     def _delete_bucket(self, b: BucketEntity, empty_prefix: bool):
         s3 = self.c.s3
+        if not b.created:
+            # not our bucket: only our own internal objects may go
+            delete_prefix(s3, b.bucket, self.internal_key(b))
+            return
         if empty_prefix and b.key_prefix:
             delete_prefix(s3, b.bucket, b.key_prefix)
+        else:
+            delete_prefix(s3, b.bucket, self.internal_key(b))
         if b.created:
             left = s3.list_objects_v2(Bucket=b.bucket, MaxKeys=1).get("KeyCount", 0)
             if left:
