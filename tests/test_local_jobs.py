@@ -366,3 +366,96 @@ def test_submit_validation(batch, local_entities, submit):
     with pytest.raises(ClientError):
         submit(["true"], env={"AWS_BATCH_FOO": "x"})
     assert submit(["true"], name="x")  # one character is valid on AWS
+
+
+# ---- review: escaped processes, descriptor leaks, terminate while STARTING ----------------
+
+def test_wait_returns_when_a_child_left_the_process_group(tmp_path):
+    """Reviewer's e2: a child that left the group (setsid) held the pipe and JobProcess.wait
+    blocked forever in stdout.close(); the escaped child is killed like a container's."""
+    import threading
+    from gahp.local.runner import JobProcess, Plan
+    pidfile = tmp_path / "pid"
+    plan = Plan(["/bin/sh", "-c", f"echo hi; setsid sleep 30 & echo $! > {pidfile}; sleep 0.3; echo bye"],
+                {"PATH": "/usr/bin:/bin"}, str(tmp_path))
+    lines = []
+    proc = JobProcess(plan, lines.append)
+    proc.start()
+    result = {}
+    waiter = threading.Thread(target=lambda: result.setdefault("rc", proc.wait()), daemon=True)
+    waiter.start()
+    waiter.join(4)
+    assert not waiter.is_alive(), "JobProcess.wait hung"
+    assert result["rc"] == 0 and lines == [b"hi\n", b"bye\n"]
+    escaped = int(pidfile.read_text())
+    wait_for(lambda: not pid_alive(escaped), timeout=3, message="escaped child killed")
+
+
+def test_wait_returns_even_if_an_unmarked_process_holds_the_pipe(tmp_path):
+    """A process that dropped its environment cannot be found; the reader gives up on it."""
+    from gahp.local import runner
+    pidfile = tmp_path / "pid"
+    plan = runner.Plan(["/bin/sh", "-c", f"setsid env -i /bin/sleep 30 & echo $! > {pidfile}; sleep 0.3; printf bye"],
+                       {"PATH": "/usr/bin:/bin"}, str(tmp_path))
+    lines = []
+    proc = runner.JobProcess(plan, lines.append)
+    proc.start()
+    try:
+        started = time.monotonic()
+        assert proc.wait() == 0
+        assert time.monotonic() - started < runner.DRAIN_TIMEOUT + 2
+        assert lines == [b"bye"]          # a last line without newline is kept
+        assert proc.proc.stdout.closed
+    finally:
+        import os
+        import signal
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_no_descriptor_leak_per_attempt(tmp_path):
+    """Reviewer's e7: each attempt leaked its pipe (and a ResourceWarning)."""
+    import gc
+    import os
+    import warnings
+    from gahp.local.runner import JobProcess, Plan
+    before = len(os.listdir("/proc/self/fd"))
+    keep = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        for _ in range(30):
+            p = JobProcess(Plan(["/bin/echo", "x"], {"PATH": "/bin"}, str(tmp_path)), lambda l: None)
+            p.start()
+            assert p.wait() == 0
+            keep.append(p)
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+def test_terminate_while_starting_never_starts_the_process(local_batch, batch, submit, monkeypatch,
+                                                             tmp_path):
+    marker = tmp_path / "ran"
+    monkeypatch.setattr(local_batch, "state_delay", 0.5)
+    job_id = submit(["sh", "-c", f"touch {marker}"], name="starting")
+    wait_job(batch, job_id, states=("STARTING",), timeout=10)
+    batch.terminate_job(jobId=job_id, reason="stop while starting")
+    job = wait_job(batch, job_id, timeout=10)
+    assert job["status"] == "FAILED" and job["statusReason"] == "stop while starting"
+    assert job["isTerminated"]
+    time.sleep(0.2)   # a process started by mistake would have touched the file by now
+    assert not marker.exists()
+
+
+def test_other_region_is_refused(local_batch, batch, submit):
+    """Reviewer's e8: a us-west-2 client was answered from the emulator's region."""
+    import boto3
+    other = "eu-west-1" if local_batch.region != "eu-west-1" else "us-west-2"
+    b2 = boto3.client("batch", endpoint_url=local_batch.endpoint_url, region_name=other,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    job_id = submit(["true"], name="region")
+    for call in (lambda: b2.describe_jobs(jobs=[job_id]), lambda: b2.describe_job_queues(),
+                 lambda: b2.terminate_job(jobId=job_id, reason="x")):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert code_of(exc) == "ClientException"
+        assert f"serves only {local_batch.region}" in str(exc.value)
+    assert describe_job(batch, job_id)["jobName"] == "region"

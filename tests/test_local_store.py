@@ -247,3 +247,48 @@ def test_fetch_and_run_planning(tmp_path):
     assert code([], {"BATCH_FILE_TYPE": "zip", "BATCH_FILE_S3_URL": "s3://b/k"}) == 2
     assert code(["x"], {"BATCH_FILE_TYPE": "script", "BATCH_FILE_S3_URL": "s3://b/missing"}) == 1
     assert code(["x"], {"PATH": "/bin"}) is None  # no fetch-and-run variables: plain command
+
+
+def test_mark_stopped_leaves_a_final_job_alone():
+    """An attempt thread ending after the emulator abandoned its job must not finish it twice
+    (nor give its vCPUs back twice)."""
+    s = new_store()
+    rec = s.submit(spec(vcpus=1), 0.0)
+    other = s.submit(spec(name="o", vcpus=1), 0.0)
+    s.advance(0, CE)
+    for r in (rec, other):
+        s.new_attempt(r.job_id, f"t-{r.spec.name}", "c")
+        s.mark_running(r.job_id, 1.0, "jd/default/t")
+    s.abandon(rec.job_id, 2.0, "shut down")
+    assert rec.status == "FAILED" and s.ce_used["ce"] == 1.0
+    history = list(rec.history)
+    s.mark_stopped(rec.job_id, 3.0, 0)
+    assert rec.status == "FAILED" and rec.status_reason == "shut down"
+    assert rec.history == history and s.ce_used["ce"] == 1.0
+
+
+def test_large_array_scheduling_is_linear():
+    """Reviewer's e1: advance() refreshed the parent by scanning all its children once per
+    child, O(n^2) under the engine lock (minutes for 10,000 children).  The parent now keeps
+    counters; its children are walked once, when it becomes final."""
+    import time
+    s = new_store()
+    parent = s.submit(spec(array_size=10000), 0.0)
+    started = time.monotonic()
+    acts = s.advance(0.0, {"ce": 8})
+    acts += s.advance(0.1, {"ce": 8})
+    assert time.monotonic() - started < 3.0           # generous: well under 1 s in practice
+    assert len(acts) == 8 and s.child_scans == 0
+    assert parent.status == "PENDING"
+    summary = s.describe(parent)["arrayProperties"]["statusSummary"]
+    assert summary["STARTING"] == 8 and summary["RUNNABLE"] == 9992
+    t = 1.0
+    while acts:
+        for a in acts:
+            run_to_end(s, a.job_id, t, 0 if int(a.job_id.rsplit(":", 1)[1]) % 1000 else 1)
+        acts = s.advance(t + 0.2, {"ce": 8000})
+        t += 1.0
+    assert parent.status == "FAILED" and parent.status_reason == "Array Child Job failed"
+    summary = s.status_summary(parent)
+    assert summary["SUCCEEDED"] == 9990 and summary["FAILED"] == 10
+    assert s.child_scans == 1 and parent.started_at is not None

@@ -229,14 +229,36 @@ class BatchMiddleware:
         self.api = api
         self.fallback = fallback
 
+    @property
+    def region(self) -> str:
+        return self.api.engine.store.region
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        scope = credential_scope(environ.get("HTTP_AUTHORIZATION"))
+        if scope is not None and scope[1] == "batch" and scope[0] != self.region:
+            # jobs run only in the emulator's region: never answer (even entity calls, which
+            # moto would serve from another, empty region) for a different one
+            return self._reply(start_response, "400 Bad Request", {
+                "__type": "ClientException",
+                "message": f"this local AWS Batch serves only {self.region}, not {scope[0]}"},
+                "ClientException", str(uuid.uuid4()))
         op = ROUTES.get(path.rstrip("/"))
         if op and environ.get("REQUEST_METHOD") == "POST":
-            scope = credential_scope(environ.get("HTTP_AUTHORIZATION"))
             if scope is not None and scope[1] == "batch":
                 return self._handle(op, environ, start_response)
         return self.fallback(environ, start_response)
+
+    @staticmethod
+    def _reply(start_response: Callable[..., Any], status: str, payload: dict[str, Any],
+               kind: str | None, request_id: str) -> list[bytes]:
+        data = json.dumps(payload).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                   ("x-amzn-RequestId", request_id)]
+        if kind:
+            headers.append(("x-amzn-ErrorType", kind))
+        start_response(status, headers)
+        return [data]
 
     def _handle(self, op: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         request_id = str(uuid.uuid4())
@@ -259,10 +281,4 @@ class BatchMiddleware:
             status, payload, kind = "500 Internal Server Error", {"__type": "ServerException",
                                                                   "message": str(exc)}, \
                 "ServerException"
-        data = json.dumps(payload).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
-                   ("x-amzn-RequestId", request_id)]
-        if kind:
-            headers.append(("x-amzn-ErrorType", kind))
-        start_response(status, headers)
-        return [data]
+        return self._reply(start_response, status, payload, kind, request_id)

@@ -220,6 +220,15 @@ class Engine:
     def _execute(self, job_id: str, command: list[str], env: dict[str, str],
                  jobdir: str, stream: str) -> None:
         plan = plan_attempt(command, env, jobdir, self.fetch)
+        with self.cond:
+            # terminated (or shut down) while STARTING: the process must never start
+            rec = self.store.jobs[job_id]
+            if rec.kill_reason is not None or self.stopping:
+                rec.kill_reason = rec.kill_reason or "Local AWS Batch shut down"
+                self.handles.pop(job_id, None)
+                self.store.mark_stopped(job_id, time.time(), None)
+                self.cond.notify_all()
+                return
         if plan.exit_code is None and not plan.argv:
             self._stopped(job_id, None, "CannotStartContainerError: no command given", stream=None)
             return

@@ -20,11 +20,13 @@ import dataclasses
 import errno
 import logging
 import os
+import select
 import signal
 import stat
 import subprocess
 import threading
 import time
+import uuid
 import zipfile
 from typing import Callable
 
@@ -144,6 +146,16 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+#: environment variable that marks every process of one attempt (inherited by descendants,
+#: also those that leave the process group with setsid), so that they can all be killed the
+#: way Docker kills a whole container
+MARK_VAR = "LOCAL_BATCH_JOB_MARK"
+
+#: how long the reader keeps draining after the job's own process exited and its group was
+#: killed, before it gives up on a pipe still held open by an escaped process
+DRAIN_TIMEOUT = 2.0
+
+
 class JobProcess:
     """One attempt's process group: start, stream output, stop."""
 
@@ -152,7 +164,9 @@ class JobProcess:
         self.on_line = on_line
         self.proc: subprocess.Popen[bytes] | None = None
         self.pgid: int | None = None
+        self.mark = uuid.uuid4().hex
         self._reader: threading.Thread | None = None
+        self._stop_reading = threading.Event()
         self._kill_timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._done = False
@@ -179,39 +193,60 @@ class JobProcess:
         self._reader.start()
 
     def _popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        env = dict(self.plan.env)
+        env[MARK_VAR] = self.mark
         return subprocess.Popen(
-            argv, cwd=self.plan.cwd, env=self.plan.env, stdin=subprocess.DEVNULL,
+            argv, cwd=self.plan.cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            close_fds=True,
+            close_fds=True, bufsize=0,
         )
 
     def _read(self) -> None:
+        """Read the pipe with os.read on the raw descriptor (no BufferedReader lock that a
+        close could block on) and stop at EOF, or once asked to after the job ended."""
         assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        pending = b""
         try:
-            for line in iter(self.proc.stdout.readline, b""):
-                self.on_line(line)
+            while True:
+                if not poller.poll(100):
+                    if self._stop_reading.is_set():
+                        break      # an escaped process still holds the pipe: stop listening
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self.on_line(line + b"\n")
         except (OSError, ValueError):
             pass  # pipe closed under us at shutdown
+        finally:
+            if pending:
+                try:
+                    self.on_line(pending)
+                except Exception:  # noqa: BLE001 - a sink failure must not hide the exit
+                    log.exception("job output callback failed")
 
     def wait(self) -> int:
-        """Wait for the main process, then clear out its group like a container stop."""
+        """Wait for the main process, then clear out its group (and any process that left
+        it) like a container stop.  Returns when the job's own process exited, even if an
+        escaped process still holds the output pipe."""
         assert self.proc is not None
         rc = self.proc.wait()
-        self.signal(signal.SIGKILL)  # stragglers die with the essential process
+        self.kill_all(signal.SIGKILL)  # stragglers die with the essential process
         with self._lock:
             self._done = True
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
         if self._reader is not None:
-            self._reader.join(timeout=2.0)
-            if self._reader.is_alive() and self.proc.stdout is not None:
-                # A process that left the group still holds the pipe; stop listening.
-                try:
-                    self.proc.stdout.close()
-                except OSError:
-                    pass
-                self._reader.join(timeout=1.0)
-        elif self.proc.stdout is not None:
+            self._reader.join(timeout=DRAIN_TIMEOUT)
+            self._stop_reading.set()
+            self._reader.join()
+        if self.proc.stdout is not None:
             self.proc.stdout.close()
         return exit_status(rc)
 
@@ -223,19 +258,50 @@ class JobProcess:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def kill_all(self, sig: int) -> None:
+        """Signal the process group and every process carrying this attempt's mark."""
+        self.signal(sig)
+        for pid in marked_pids(self.mark):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def stop(self, grace: float) -> None:
-        """SIGTERM the group, SIGKILL it after ``grace`` seconds (docker stop)."""
+        """SIGTERM everything of the attempt, SIGKILL it after ``grace`` seconds (docker stop)."""
         with self._lock:
             if self._done:
                 return
-            self.signal(signal.SIGTERM)
+            self.kill_all(signal.SIGTERM)
             if self._kill_timer is None:
-                self._kill_timer = threading.Timer(grace, self.signal, args=(signal.SIGKILL,))
+                self._kill_timer = threading.Timer(grace, self.kill_all, args=(signal.SIGKILL,))
                 self._kill_timer.daemon = True
                 self._kill_timer.start()
 
     def pids(self) -> list[int]:
-        return group_pids(self.pgid) if self.pgid is not None else []
+        if self.pgid is None:
+            return []
+        return sorted(set(group_pids(self.pgid)) | set(marked_pids(self.mark)))
+
+
+def marked_pids(mark: str) -> list[int]:
+    """Live processes whose environment carries ``MARK_VAR=mark`` (readable ones only)."""
+    needle = f"{MARK_VAR}={mark}".encode()
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                env = fh.read()
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat_ = fh.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and stat_[stat_.rfind(b")") + 2:][:1] != b"Z":
+            found.append(int(name))
+    return found
 
 
 def process_table() -> list[tuple[int, str, int, int]]:

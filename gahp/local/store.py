@@ -14,8 +14,10 @@ with a non-zero exit and attempts left going back to RUNNABLE.
 
 Known simplifications: CancelJob fails a PENDING job at once (AWS waits until
 its dependencies finish); every job passes through PENDING, even without
-dependencies; each ``advance`` walks all unfinished jobs, which is fine for
-demos and tests but slow for arrays of many thousands of children.
+dependencies; each ``advance`` walks all unfinished jobs once (linear in their number).
+An array parent keeps counters of its children's states, updated on every child status
+change, so summarising or refreshing it never scans its children (only its final
+``startedAt`` does, once).
 """
 from __future__ import annotations
 
@@ -198,6 +200,7 @@ class JobRecord:
     parent_id: str | None = None
     array_index: int | None = None
     children: list[str] = dataclasses.field(default_factory=list)
+    child_counts: dict[str, int] = dataclasses.field(default_factory=dict)  # status -> n
     # scheduling bookkeeping
     waits_for: set[str] = dataclasses.field(default_factory=set)
     ce_name: str | None = None
@@ -248,12 +251,17 @@ class JobStore:
         self.active: set[str] = set()  # not final, not an array parent
         self.ce_used: dict[str, float] = {}
         self._seq = 0
+        self.child_scans = 0  # walks over an array parent's children (tests keep this low)
 
     # ---- submission -------------------------------------------------------------
     def _arn(self, job_id: str) -> str:
         return f"arn:aws:batch:{self.region}:{self.account_id}:job/{job_id}"
 
     def _set(self, rec: JobRecord, status: str, clock: float, reason: str | None = None) -> None:
+        if rec.parent_id is not None and status != rec.status:
+            counts = self.jobs[rec.parent_id].child_counts
+            counts[rec.status] -= 1
+            counts[status] = counts.get(status, 0) + 1
         rec.status = status
         rec.state_since = clock
         if reason is not None:
@@ -292,6 +300,7 @@ class JobStore:
             self._wait_on(rec, deps)
             self.active.add(job_id)
             return rec
+        rec.child_counts = {SUBMITTED: spec.array_size}
         for i in range(spec.array_size):
             cid = f"{job_id}:{i}"
             child = JobRecord(cid, spec, self._arn(cid), rec.created_at, state_since=clock,
@@ -334,8 +343,6 @@ class JobStore:
             rec = self.jobs[job_id]
             if rec.status == SUBMITTED and clock - rec.state_since >= delay:
                 self._set(rec, PENDING, clock)
-                if rec.parent_id:
-                    self._refresh_parent(rec.parent_id, clock)
             if rec.status == PENDING and clock - rec.state_since >= delay:
                 if self._dependency_failed(rec):
                     self._finish_unstarted(rec, clock, REASON_DEPENDENCY)
@@ -344,6 +351,7 @@ class JobStore:
                     self._set(rec, RUNNABLE, clock)
             if rec.status == RUNNABLE and clock - rec.state_since >= delay:
                 runnable.append(rec)
+        # each parent once per pass (its counters are already up to date)
         for parent in {self.jobs[j].parent_id for j in self.active if self.jobs[j].parent_id}:
             self._refresh_parent(parent, clock)
         # FIFO, as a single-queue Batch scheduler does.
@@ -424,8 +432,11 @@ class JobStore:
 
     def mark_stopped(self, job_id: str, clock: float, exit_code: int | None,
                      container_reason: str | None = None) -> None:
-        """An attempt ended: decide SUCCEEDED, FAILED or another attempt."""
+        """An attempt ended: decide SUCCEEDED, FAILED or another attempt.  A job that is
+        already final (abandoned at shutdown, say) is left as it is."""
         rec = self.jobs[job_id]
+        if rec.status in FINAL:
+            return
         att = rec.current
         assert att is not None
         att.stopped_at = now_ms(clock)
@@ -485,15 +496,17 @@ class JobStore:
         parent = self.jobs[parent_id]
         if parent.status in FINAL:
             return
-        states = [self.jobs[c].status for c in parent.children]
-        if all(s in FINAL for s in states):
-            status = FAILED if FAILED in states else SUCCEEDED
+        counts = parent.child_counts
+        n = len(parent.children)
+        if counts.get(SUCCEEDED, 0) + counts.get(FAILED, 0) == n:
+            status = FAILED if counts.get(FAILED, 0) else SUCCEEDED
             reason = ("Array Child Job failed" if status == FAILED
                       else "All Array Child Jobs succeeded")
+            self.child_scans += 1
             starts = [self.jobs[c].started_at for c in parent.children if self.jobs[c].started_at]
             parent.started_at = min(starts) if starts else None
             self._finish(parent, status, clock, reason)
-        elif parent.status == SUBMITTED and any(s != SUBMITTED for s in states):
+        elif parent.status == SUBMITTED and counts.get(SUBMITTED, 0) < n:
             self._set(parent, PENDING, clock)
 
     # ---- user requests ---------------------------------------------------------------
@@ -547,8 +560,7 @@ class JobStore:
     # ---- reading ----------------------------------------------------------------------
     def status_summary(self, rec: JobRecord) -> dict[str, int]:
         summary = {s: 0 for s in STATES}
-        for cid in rec.children:
-            summary[self.jobs[cid].status] += 1
+        summary.update(rec.child_counts)
         return summary
 
     def describe(self, rec: JobRecord) -> dict[str, Any]:
