@@ -428,8 +428,13 @@ class JobService:
             except Exception as exc:
                 log.warning("cannot describe cancelled job %s: %s", job_id, exc)
                 return
-            if detail is None or detail.get("status") in states.FINAL_STATES or time.monotonic() > deadline:
+            if detail is None or detail.get("status") in states.FINAL_STATES:
                 break
+            if time.monotonic() > deadline:
+                # Its wrapper may still be uploading: deleting now would leave a half prefix.
+                log.warning("cancelled job %s is still %s after %.0f s; leaving its staging prefix "
+                            "(an S3 lifecycle rule removes it)", job_id, detail.get("status"), wait)
+                return
             time.sleep(2.0)
         record = JobRecord.from_detail(detail) if detail else None
         if record and record.staging_url:

@@ -11,18 +11,24 @@ so with ``AWSBATCH_GAHP_S3_URL`` set the GAHP moves the files itself:
   job is launched through the fetch-and-run contract (``BATCH_FILE_TYPE=script``,
   ``BATCH_FILE_S3_URL=<prefix>wrapper.sh``), so the container needs only ``sh`` and the
   ``aws`` CLI, and no credentials ever travel with the job.
-* The wrapper downloads and verifies the inputs, runs the command, uploads stdout,
-  stderr, the ``transfer_output_files`` and a small result record ``out/result``.
-* :meth:`Stager.stage_out` (when Batch says SUCCEEDED or FAILED) reads the record and
-  places the outputs under ``Iwd``: atomically, checksum-verified and confined.
-* :meth:`Stager.cleanup` deletes the prefix.
+* The wrapper downloads and verifies the inputs, runs the command (with the job's
+  environment applied only in the command's own process), uploads stdout, stderr, the
+  ``transfer_output_files`` (a manifest of names, SHA-256 and sizes for each directory) and,
+  last, a small result record, all under ``out/<AWS Batch attempt>/``.
+* :meth:`Stager.stage_out` (when Batch says SUCCEEDED or FAILED) reads the last attempt's
+  record (bounded, sanitised, validated) and places the outputs under ``Iwd``: atomically,
+  checksum-verified and confined.  Anything wrong with the record or the outputs, or a local
+  error writing them, is a :class:`StagingError` (the job is held); an S3 or network failure
+  is any other exception (the service tries again on the next poll).
+* :meth:`Stager.cleanup` deletes the prefix and aborts incomplete multipart uploads.
 
-Layout of one attempt's prefix::
+Layout of one submit attempt's prefix::
 
-    <S3_URL>/<job name>/<attempt>/wrapper.sh
+    <S3_URL>/<job name>/<submit attempt>/wrapper.sh
         in/meta/job.sh  in/meta/inputs.sha256  in/meta/exe/<name>  in/meta/stdin
         in/work/<transfer_input_files basenames, directories included>
-        out/stdout  out/stderr  out/f/<i>  out/d/<i>/...  out/result
+        out/<n>/stdout  out/<n>/stderr  out/<n>/f/<i>  out/<n>/d/<i>/...  out/<n>/m/<i>
+        out/<n>/result      (n: AWS_BATCH_JOB_ATTEMPT, 1 for the first Batch attempt)
 
 The pure parts (sh quoting, the job script, the result record, path confinement) are
 module functions with unit tests; :class:`Stager` does the I/O.
@@ -61,7 +67,14 @@ ENV_JOB_SHA256 = "AWSBATCH_GAHP_JOB_SHA256"
 WRAPPER_KEY = "wrapper.sh"
 JOB_SCRIPT_KEY = "in/meta/job.sh"
 FAST_MANIFEST_KEY = "in/meta/inputs.sha256"
-RESULT_KEY = "out/result"
+RESULT_NAME = "result"
+
+#: Limits on what a job hands back: the result record, a directory manifest, one value.
+RECORD_MAX = 1024 * 1024
+MANIFEST_MAX = 64 * 1024 * 1024
+VALUE_MAX = 1000
+#: The prefix of every variable the wrapper and job.sh use for themselves.
+VAR = "__awsbatch_gahp_"
 
 #: Threads for uploads/downloads of many files, and s3transfer's per-file concurrency.
 TRANSFER_THREADS = 16
@@ -89,6 +102,13 @@ class StagingError(Exception):
         self.code = code
         self.subcode = subcode
 
+
+class TransientStagingError(Exception):
+    """S3 or the network failed while bringing outputs home: not a hold, try again later."""
+
+
+class CleanupError(Exception):
+    """S3 refused to delete some objects of a prefix."""
 
 
 # =========================================================================== pure parts
@@ -255,20 +275,26 @@ def render_fast_manifest(plan: InputPlan) -> str | None:
     return "".join(f"{f.sha256}  {f.rel}\n" for f in plan.files)
 
 
-def render_job_script(spec: JobSpec, plan: InputPlan, *, fast_manifest: bool) -> str:
-    """``job.sh``, sourced by the wrapper: the exact argv/env and the input manifest."""
+def render_job_script(spec: JobSpec, plan: InputPlan, *, fast_manifest_sha: str = "") -> str:
+    """``job.sh``, sourced by the wrapper: the exact argv/env and the input manifest.
+
+    ``fast_manifest_sha`` is the SHA-256 of ``inputs.sha256`` (empty: no fast check); the
+    wrapper checks the manifest against it, and job.sh against the hash in the Batch job.
+    ``job_env`` runs only in the job's own process, never in the wrapper's shell."""
     q = sh_quote
+    root = f"\"${VAR}root/\""
     lines = [
         "# awsbatch-gahp job description, sourced by the job wrapper; generated, do not edit",
-        f"# JobDirectory {spec.job_directory}".replace("\n", " "),
-        f"job_bytes_in={plan.bytes}",
-        f"job_fast_check={'1' if fast_manifest else ''}",
-        f"job_stdin={q(plan.stdin or '')}",
-        f"job_stdout={'file' if spec.stdout else 'null'}",
-        f"job_stderr={'merged' if spec.merged_output else ('file' if spec.stderr else 'null')}",
+        f"# JobDirectory {spec.job_directory}".replace("\n", " ").replace("\r", " "),
+        f"{VAR}bytes_in={plan.bytes}",
+        f"{VAR}fast_sha={q(fast_manifest_sha)}",
+        f"{VAR}stdin_rel={q(plan.stdin or '')}",
+        f"{VAR}stdout_mode={'file' if spec.stdout else 'null'}",
+        f"{VAR}stderr_mode={'merged' if spec.merged_output else ('file' if spec.stderr else 'null')}",
+        f"{VAR}exe={root + q(plan.cmd) if plan.cmd_staged else chr(39) * 2}",
     ]
     lines.append("job_dirs() {")
-    lines += [f"    mkdir -p \"$root/work/\"{q(d)} || fail_staging {q('cannot create input directory ' + d)}"
+    lines += [f"    mkdir -p {root}work/{q(d)} || fail_staging {q('cannot create input directory ' + d)}"
               for d in plan.dirs]
     lines.append("    :\n}")
     lines.append("job_inputs() {")
@@ -282,8 +308,8 @@ def render_job_script(spec: JobSpec, plan: InputPlan, *, fast_manifest: bool) ->
     lines.append("job_env() {")
     if plan.proxy:
         env.setdefault("X509_USER_PROXY", "")
-        lines.append(f"    chmod 600 \"$root/\"{q(plan.proxy)} 2>/dev/null")
-        lines.append(f"    X509_USER_PROXY=\"$root/\"{q(plan.proxy)}; export X509_USER_PROXY")
+        lines.append(f"    chmod 600 {root}{q(plan.proxy)} 2>/dev/null")
+        lines.append(f"    X509_USER_PROXY={root}{q(plan.proxy)}; export X509_USER_PROXY")
     for name, value in env.items():
         if name == "X509_USER_PROXY" and plan.proxy and not spec.env.get(name):
             continue
@@ -296,32 +322,93 @@ def render_job_script(spec: JobSpec, plan: InputPlan, *, fast_manifest: bool) ->
     lines += [f"    stage_output {i} {q(name)}" for i, name in enumerate(spec.transfer_output)]
     lines.append("    :\n}")
     argv = []
-    if odd:  # names the shell cannot export go through env(1)
-        argv += ["env"] + [q(f"{k}={v}") for k, v in odd.items()]
-    argv.append(f"\"$root/\"{q(plan.cmd)}" if plan.cmd_staged else q(plan.cmd))
+    if odd:  # names the shell cannot export go through env(1), found with the wrapper's PATH
+        argv += [f"\"${{{VAR}env:-env}}\""] + [q(f"{k}={v}") for k, v in odd.items()]
+    argv.append(f"{root}{q(plan.cmd)}" if plan.cmd_staged else q(plan.cmd))
     argv += [q(arg) for arg in spec.args]
     lines.append("set -- " + " \\\n    ".join(argv))
     return "\n".join(lines) + "\n"
 
 
-def parse_result(text: str) -> dict[str, str]:
-    """The wrapper's ``key=value`` result record (later keys win, junk lines ignored)."""
+_RECORD_KEY = re.compile(r"[A-Za-z0-9_.]{1,64}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def clean_text(value: str, limit: int = VALUE_MAX) -> str:
+    """Job-controlled text made safe to show: printable characters only, at most ``limit``."""
+    return "".join(c for c in value if c.isprintable())[:limit]
+
+
+def parse_result(data: bytes | str) -> dict[str, str]:
+    """The wrapper's ``key=value`` result record (later keys win, junk lines ignored).
+
+    The record is the job's to write: bytes are decoded with replacement characters, and
+    every value keeps only printable characters, at most :data:`VALUE_MAX` of them."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     record: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         key, sep, value = line.partition("=")
-        if sep and key and re.match(r"^[A-Za-z0-9_.]+$", key):
-            record[key] = value
+        if sep and _RECORD_KEY.fullmatch(key):
+            record[key] = clean_text(value)
     return record
 
 
-def result_of(record: dict[str, str]) -> JobResult:
-    def number(key):
-        try:
-            return int(record[key])
-        except (KeyError, ValueError):
-            return None
+def _number(value: str, lo: int, hi: int, what: str) -> int:
+    if not _DIGITS.fullmatch(value) or not lo <= int(value) <= hi:
+        raise StagingError(f"the job's result record has an invalid {what} {value[:40]!r} "
+                           f"(expected a number from {lo} to {hi})")
+    return int(value)
 
-    return JobResult(exit_code=number("exit_code"), exit_signal=number("exit_signal"))
+
+def _size(value: str, what: str) -> int:
+    if not _DIGITS.fullmatch(value):
+        raise StagingError(f"cannot transfer {what} back: the job's result record gives its size as "
+                           f"{value[:40]!r}, not a number")
+    return int(value)
+
+
+def _sha(value: str, what: str) -> str:
+    if not _SHA256.fullmatch(value):
+        raise StagingError(f"cannot transfer {what} back: the job's result record gives its SHA-256 as "
+                           f"{value[:80]!r}")
+    return value
+
+
+def result_of(record: dict[str, str]) -> JobResult:
+    """The job's exit code (0..255) or signal (1..64); anything else is a StagingError."""
+    code = record.get("exit_code") or None
+    sig = record.get("exit_signal") or None
+    return JobResult(exit_code=None if code is None else _number(code, 0, 255, "exit_code"),
+                     exit_signal=None if sig is None else _number(sig, 1, 64, "exit_signal"))
+
+
+def parse_manifest(data: bytes, what: str) -> list[tuple[str, str, int]]:
+    """A directory output's manifest: ``<sha256> <size> <relative name>`` lines."""
+    entries = []
+    seen = set()
+    for n, line in enumerate(data.split(b"\n"), 1):
+        if not line:
+            continue
+        fields = line.split(b" ", 2)
+        if len(fields) != 3:
+            raise StagingError(f"cannot transfer {what} back: line {n} of its manifest is malformed")
+        try:
+            name = fields[2].decode("utf-8")
+        except UnicodeDecodeError:
+            raise StagingError(f"cannot transfer {what} back: it holds a file whose name is not UTF-8 "
+                               f"({clean_text(fields[2].decode('utf-8', 'replace'), 200)!r})") from None
+        shown = f"{what}/{clean_text(name, 200)}"
+        if not relative_name_ok(name) or name.endswith("/") or name != clean_text(name, 4096):
+            raise StagingError(f"refusing output {shown!r}: a name inside the output directory {what!r} "
+                               "would escape it or holds control characters")
+        norm = posixpath.normpath(name)
+        if norm in seen:
+            raise StagingError(f"cannot transfer {what} back: its manifest names {shown!r} twice")
+        seen.add(norm)
+        sha = _sha(fields[0].decode("ascii", "replace"), repr(shown))
+        entries.append((name, sha, _size(fields[1].decode("ascii", "replace"), repr(shown))))
+    return entries
 
 
 def no_record_reason(detail: dict) -> str:
@@ -382,36 +469,51 @@ def wrapper_text() -> bytes:
     return importlib.resources.files("gahp").joinpath("data/job-wrapper.sh").read_bytes()
 
 
-def ensure_parent(base: str, dest: str) -> None:
-    """Create ``dest``'s missing directories below ``base`` (which must exist) without
-    following a symbolic link, and check that ``dest`` really lands under ``base``."""
+def ensure_directory(base: str, directory: str, what: str) -> None:
+    """Create ``directory``'s missing components below ``base`` (which must exist) without
+    following a symbolic link, and check that it really lands under ``base``."""
     if not os.path.isdir(base):
-        raise StagingError(f"cannot write {dest}: directory {base} does not exist")
-    parent = posixpath.dirname(dest)
-    rel = posixpath.relpath(parent, base)
+        raise StagingError(f"cannot write {what}: directory {base} does not exist")
+    rel = posixpath.relpath(directory, base)
     if rel == ".." or rel.startswith("../") or rel.startswith("/"):
-        raise StagingError(f"refusing to write {dest}: it is not under {base}")
+        raise StagingError(f"refusing to write {what}: it is not under {base}")
     current = base
     if rel != ".":
         for part in rel.split("/"):
             current = posixpath.join(current, part)
             if os.path.islink(current):
                 raise StagingError(
-                    f"refusing to write {dest}: {current} is a symbolic link, and outputs must stay "
+                    f"refusing to write {what}: {current} is a symbolic link, and outputs must stay "
                     f"under {base}")
             if not os.path.lexists(current):
                 try:
                     os.mkdir(current, 0o777)
                 except FileExistsError:
                     pass
+                except OSError as exc:
+                    raise StagingError(f"cannot write {what}: cannot create directory {current}: "
+                                       f"{exc.strerror or exc}") from None
             if os.path.islink(current) or not os.path.isdir(current):
-                raise StagingError(f"cannot write {dest}: {current} is not a directory")
+                raise StagingError(f"cannot write {what}: {current} is not a directory")
     real_base = os.path.realpath(base)
-    real = os.path.realpath(parent)
+    real = os.path.realpath(directory)
     if real != real_base and not real.startswith(real_base.rstrip("/") + "/"):
-        raise StagingError(f"refusing to write {dest}: it resolves outside {base}")
+        raise StagingError(f"refusing to write {what}: it resolves outside {base}")
+
+
+def ensure_parent(base: str, dest: str) -> None:
+    """Create ``dest``'s missing directories below ``base`` (see :func:`ensure_directory`)
+    and check that ``dest`` is not a directory."""
+    ensure_directory(base, posixpath.dirname(dest), dest)
     if os.path.isdir(dest) and not os.path.islink(dest):
         raise StagingError(f"cannot write output {dest}: a directory of that name exists")
+
+
+def _error_code(exc: BaseException) -> str:
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+
+
+_NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 
 
 @dataclasses.dataclass
@@ -477,18 +579,21 @@ class Stager:
         try:
             self._upload_inputs(bucket, prefix, plan)
             manifest = render_fast_manifest(plan)
-            script = render_job_script(spec, plan, fast_manifest=manifest is not None).encode("utf-8", "surrogateescape")
+            manifest_sha = ""
             if manifest is not None:
-                self._put_bytes(bucket, prefix + FAST_MANIFEST_KEY, manifest.encode("utf-8", "surrogateescape"))
-            job_sha = self._put_bytes(bucket, prefix + JOB_SCRIPT_KEY, script)
+                manifest_sha = self._put_bytes(bucket, prefix + FAST_MANIFEST_KEY,
+                                               manifest.encode("utf-8", "surrogateescape"))
+            script = render_job_script(spec, plan, fast_manifest_sha=manifest_sha)
+            job_sha = self._put_bytes(bucket, prefix + JOB_SCRIPT_KEY, script.encode("utf-8", "surrogateescape"))
             if self._wrapper is None:
                 self._wrapper = wrapper_text()
             self._put_bytes(bucket, prefix + WRAPPER_KEY, self._wrapper)
         except BaseException:
+            # Every upload has ended (see _upload_inputs): nothing lands after this.
             try:
                 self.cleanup(url)
-            except Exception as exc:  # best effort
-                log.debug("cannot clean %s after a failed stage-in: %s", url, exc)
+            except Exception as exc:  # best effort; a lifecycle rule catches the rest
+                log.warning("cannot clean %s after a failed stage-in: %s", url, exc)
             raise
         log.info("staged %d input file(s), %d bytes, to %s", len(plan.files), plan.bytes, url)
         launch = Launch(
@@ -503,47 +608,109 @@ class Stager:
         return launch, url
 
     def _upload_inputs(self, bucket: str, prefix: str, plan: InputPlan) -> None:
+        """Upload every input; if one fails, cancel and wait for all the others before raising,
+        so that a clean-up afterwards leaves nothing behind."""
         small = [f for f in plan.files if f.size <= SMALL_FILE]
         large = [f for f in plan.files if f.size > SMALL_FILE]
-        futures = {}
-        for item in small:
-            futures[self._pool.submit(self._put_small, bucket, prefix + "in/" + item.rel, item.path)] = item
-        if large:
-            manager = self._transfer_manager()
-            # The content hash runs beside the (multipart, parallel) upload.
-            hashes = {id(item): self._pool.submit(_sha256_file, item.path) for item in large}
-            uploads = [
-                manager.upload(item.path, bucket, prefix + "in/" + item.rel,
-                               extra_args={"ChecksumAlgorithm": "SHA256"})
-                for item in large
-            ]
-            for item, upload in zip(large, uploads):
-                upload.result()
-                item.sha256 = hashes[id(item)].result()
-        for future in concurrent.futures.as_completed(futures):
-            futures[future].sha256 = future.result()
+        futures: dict[concurrent.futures.Future, InputFile] = {}
+        hashes: dict[int, concurrent.futures.Future] = {}
+        uploads = []
+        try:
+            for item in small:
+                futures[self._pool.submit(self._put_small, bucket, prefix + "in/" + item.rel, item.path)] = item
+            if large:
+                manager = self._transfer_manager()
+                # The content hash runs beside the (multipart, parallel) upload.
+                hashes = {id(item): self._pool.submit(_sha256_file, item.path) for item in large}
+                for item in large:
+                    uploads.append(manager.upload(item.path, bucket, prefix + "in/" + item.rel,
+                                                  extra_args={"ChecksumAlgorithm": "SHA256"}))
+                for item, upload in zip(large, uploads):
+                    upload.result()
+                    item.sha256 = hashes[id(item)].result()
+            for future in concurrent.futures.as_completed(futures):
+                futures[future].sha256 = future.result()
+        except BaseException:
+            pending = list(futures) + list(hashes.values())
+            for future in pending:
+                future.cancel()
+            for upload in uploads:
+                upload.cancel()  # s3transfer aborts its multipart upload
+            concurrent.futures.wait(pending)
+            for upload in uploads:
+                try:
+                    upload.result()
+                except BaseException:  # noqa: BLE001 - cancelled or failed: it has ended
+                    pass
+            raise
 
     # ------------------------------------------------------------------ stage out
-    def _read_result(self, bucket: str, prefix: str, detail: dict) -> dict[str, str]:
+    def _read_small(self, bucket: str, key: str, limit: int, what: str, missing: str) -> bytes:
+        """An object of at most ``limit`` bytes (``missing``: the hold reason if it is absent)."""
         try:
-            body = self.s3.get_object(Bucket=bucket, Key=prefix + RESULT_KEY)["Body"].read()
+            response = self.s3.get_object(Bucket=bucket, Key=key)
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise StagingError(no_record_reason(detail)) from None
-            raise
-        return parse_result(body.decode("utf-8", "surrogateescape"))
+            if _error_code(exc) in _NOT_FOUND:
+                raise StagingError(missing) from None
+            raise TransientStagingError(f"cannot read {what} s3://{bucket}/{key}: {exc}") from exc
+        body = response["Body"]
+        try:
+            length = response.get("ContentLength")
+            if length is not None and length > limit:
+                raise StagingError(f"refusing {what} s3://{bucket}/{key}: it has {length} bytes, "
+                                   f"more than the {limit} allowed")
+            try:
+                data = body.read(limit + 1)
+            except Exception as exc:
+                raise TransientStagingError(f"cannot read {what} s3://{bucket}/{key}: {exc}") from exc
+            if len(data) > limit:
+                raise StagingError(f"refusing {what} s3://{bucket}/{key}: it has more than the "
+                                   f"{limit} bytes allowed")
+            return data
+        finally:
+            try:
+                body.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _attempt_of(self, bucket: str, prefix: str, detail: dict) -> int:
+        """The Batch attempt whose outputs count: the last one.  When DescribeJobs lists no
+        attempts, the highest ``out/<n>/`` the wrapper wrote (1 if none)."""
+        attempts = detail.get("attempts") or []
+        if attempts:
+            return len(attempts)
+        best = 0
+        try:
+            paginator = self.s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix + "out/", Delimiter="/"):
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][len(prefix) + 4:].rstrip("/")
+                    if re.fullmatch(r"[1-9][0-9]{0,2}", name):
+                        best = max(best, int(name))
+        except Exception as exc:
+            raise TransientStagingError(f"cannot list s3://{bucket}/{prefix}out/: {exc}") from exc
+        return best or 1
 
     def stage_out(self, record: JobRecord, detail: dict) -> JobResult:
         if not record.staging_url:
             raise StagingError("the job has no staging prefix")
         bucket, prefix = split_s3_url(record.staging_url)
-        result = self._read_result(bucket, prefix, detail)
+        attempt = self._attempt_of(bucket, prefix, detail)
+        out = f"{prefix}out/{attempt}/"
         job = detail.get("jobId") or "?"
+        result = parse_result(self._read_small(bucket, out + RESULT_NAME, RECORD_MAX, "the result record",
+                                               no_record_reason(detail)))
+        if result.get("attempt", str(attempt)) != str(attempt):
+            raise StagingError(f"AWS Batch job {job}: the result record of attempt {attempt} says it is "
+                               f"attempt {result['attempt']!r}")
         if result.get("error"):
             raise StagingError(f"AWS Batch job {job} could not run its command: {result['error']}")
+        if result.get("upload_error"):
+            raise StagingError(f"AWS Batch job {job} ran its command, but {result['upload_error']}")
+        job_result = result_of(result)  # a bad exit code is a hold before anything is written
         iwd = record.iwd
         downloads: list[_Download] = []
+        directories: list[tuple[str, str, str]] = []  # (base, directory, name)
         # Plan every destination first: nothing is written if one of them is refused.
         for i, name in enumerate(record.transfer_output):
             dest, confined = output_destination(iwd, name, record.output_remaps)
@@ -557,11 +724,26 @@ class Stager:
             if fields[0] == "refused":
                 raise StagingError(f"refusing transfer_output_files entry {name!r}: outputs must stay "
                                    "under the job's working directory")
+            if fields[0] == "badname":
+                raise StagingError(f"cannot transfer output directory {name!r} back: a name inside it has a "
+                                   "newline, carriage return or backslash")
             base = iwd if confined else posixpath.dirname(dest)
+            what = f"transfer_output_files entry {name!r}"
             if fields[0] == "file" and len(fields) == 3:
-                downloads.append(_Download(f"{prefix}out/f/{i}", dest, name, fields[1], int(fields[2]), base))
-            elif fields[0] == "dir":
-                downloads += self._plan_directory(bucket, f"{prefix}out/d/{i}/", dest, name, base)
+                downloads.append(_Download(f"{out}f/{i}", dest, name, _sha(fields[1], what),
+                                           _size(fields[2], what), base))
+            elif fields[0] == "dir" and len(fields) == 4:
+                data = self._read_small(bucket, f"{out}m/{i}", MANIFEST_MAX, f"the manifest of {name!r}",
+                                        f"the manifest of output directory {name!r} is missing from "
+                                        f"s3://{bucket}/{out}m/{i}")
+                sha, size = _sha(fields[1], what), _size(fields[2], what)
+                if hashlib.sha256(data).hexdigest() != sha or len(data) != size:
+                    raise StagingError(f"the manifest of output directory {name!r} is corrupted: "
+                                       f"s3://{bucket}/{out}m/{i} does not match the result record")
+                directories.append((base, dest, name))
+                for rel, rsha, rsize in parse_manifest(data, name):
+                    downloads.append(_Download(f"{out}d/{i}/{rel}", posixpath.normpath(posixpath.join(dest, rel)),
+                                               f"{name}/{rel}", rsha, rsize, base))
             else:
                 raise StagingError(f"cannot transfer output {name!r} back: the job reported {kind!r}")
         streams = []
@@ -571,70 +753,84 @@ class Stager:
             streams.append(("stderr", record.stderr))
         empties = []
         for stream, dest in streams:
-            fields = result.get(stream, "").split()
-            if len(fields) == 2:
-                downloads.append(_Download(f"{prefix}out/{stream}", dest, stream, fields[0], int(fields[1]),
-                                           posixpath.dirname(dest)))
-            else:
+            value = result.get(stream, "")
+            fields = value.split()
+            if not value:
                 empties.append(dest)  # the command never wrote one: an empty file, as HTCondor
+            elif len(fields) == 2:
+                downloads.append(_Download(f"{out}{stream}", dest, stream, _sha(fields[0], stream),
+                                           _size(fields[1], stream), posixpath.dirname(dest)))
+            else:
+                raise StagingError(f"cannot transfer {stream} back: the job's result record says {value[:80]!r}")
+        for base, directory, name in directories:
+            ensure_directory(base, directory, f"output directory {name!r} ({directory})")
         for item in downloads:
             ensure_parent(item.base, item.dest)
         for dest in empties:
             ensure_parent(posixpath.dirname(dest), dest)
         self._download_all(bucket, downloads)
         for dest in empties:
-            self._write_atomic(dest, b"")
-        return result_of(result)
-
-    def _plan_directory(self, bucket, key_prefix, dest, name, base) -> list[_Download]:
-        items = []
-        for key in self._list(bucket, key_prefix):
-            rel = key[len(key_prefix):]
-            if not relative_name_ok(rel) or rel.endswith("/"):
-                raise StagingError(f"refusing output {name}/{rel}: a name inside the output directory "
-                                   f"{name!r} would escape it")
-            path = posixpath.normpath(posixpath.join(dest, rel))
-            items.append(_Download(key, path, f"{name}/{rel}", None, None, base))
-        return items
+            try:
+                self._write_atomic(dest, b"")
+            except OSError as exc:
+                raise StagingError(f"cannot write output {dest}: {exc.strerror or exc}") from None
+        return job_result
 
     def _download_all(self, bucket: str, downloads: list[_Download]) -> None:
+        """Download everything; a hold (StagingError) wins over a transient failure."""
         if not downloads:
             return
         futures = [self._pool.submit(self._download, bucket, item) for item in downloads]
-        errors = []
-        for future in futures:
+        concurrent.futures.wait(futures)
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        holds = [e for e in errors if isinstance(e, StagingError)]
+        if holds or errors:
+            raise (holds or errors)[0]
+
+    def _chunks(self, bucket: str, item: _Download):
+        """The object's bytes; S3 failures become StagingError (gone, corrupt) or
+        TransientStagingError (anything else), never an OSError."""
+        def s3_error(exc: Exception) -> Exception:
+            if _error_code(exc) in _NOT_FOUND:
+                return StagingError(f"output {item.what} is missing from s3://{bucket}/{item.key}")
+            if "checksum" in str(exc).lower():
+                return StagingError(f"output {item.what} failed its S3 checksum check: {exc}")
+            return TransientStagingError(f"cannot download output {item.what} from s3://{bucket}/{item.key}: {exc}")
+
+        args = {"Bucket": bucket, "Key": item.key}
+        if item.sha256 is None:
+            args["ChecksumMode"] = "ENABLED"  # botocore verifies S3's own checksum
+        try:
+            chunks = iter(self.s3.get_object(**args)["Body"].iter_chunks(_CHUNK))
+        except Exception as exc:
+            raise s3_error(exc) from exc
+        while True:
             try:
-                future.result()
-            except StagingError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise s3_error(exc) from exc
+            yield chunk
 
     def _download(self, bucket: str, item: _Download) -> None:
         h = hashlib.sha256()
         size = 0
-        with replacing(item.dest, 0o666 & ~self._umask) as f:
-            try:
-                args = {"Bucket": bucket, "Key": item.key}
-                if item.sha256 is None:
-                    args["ChecksumMode"] = "ENABLED"  # botocore verifies S3's own checksum
-                body = self.s3.get_object(**args)["Body"]
-                for chunk in body.iter_chunks(_CHUNK):
+        try:
+            with replacing(item.dest, 0o666 & ~self._umask) as f:
+                for chunk in self._chunks(bucket, item):
                     h.update(chunk)
                     f.write(chunk)
                     size += len(chunk)
-            except Exception as exc:
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-                if code in ("NoSuchKey", "404"):
-                    raise StagingError(f"output {item.what} is missing from s3://{bucket}/{item.key}") from None
-                if "checksum" in str(exc).lower():
-                    raise StagingError(f"output {item.what} failed its S3 checksum check: {exc}") from None
-                raise
-            if item.sha256 is not None and (h.hexdigest() != item.sha256 or size != item.size):
-                raise StagingError(
-                    f"output {item.what} is corrupted: s3://{bucket}/{item.key} has SHA-256 {h.hexdigest()} "
-                    f"({size} bytes) but the job wrote {item.sha256} ({item.size} bytes); release the job to "
-                    "run it again")
+                    if item.size is not None and size > item.size:
+                        break
+                if item.sha256 is not None and (h.hexdigest() != item.sha256 or size != item.size):
+                    raise StagingError(
+                        f"output {item.what} is corrupted: s3://{bucket}/{item.key} has SHA-256 {h.hexdigest()} "
+                        f"({size}{'+' if size > (item.size or 0) else ''} bytes) but the job wrote {item.sha256} "
+                        f"({item.size} bytes); release the job to run it again")
+        except OSError as exc:  # local: ENOSPC, EACCES, ENAMETOOLONG, a directory in the way
+            raise StagingError(f"cannot write output {item.what} to {item.dest}: {exc.strerror or exc}") from None
 
     def _write_atomic(self, dest: str, data: bytes) -> None:
         write_atomically(dest, data, 0o666 & ~self._umask)
@@ -647,14 +843,46 @@ class Stager:
                 yield obj["Key"]
 
     def cleanup(self, staging_url: str) -> None:
+        """Delete the prefix and abort its incomplete multipart uploads; raises
+        :class:`CleanupError` if S3 refused to delete some objects."""
         bucket, prefix = split_s3_url(staging_url)
         if not prefix:
             raise ValueError(f"refusing to delete a whole bucket ({staging_url})")
+        errors: list[dict] = []
+
+        def delete(batch):
+            response = self.s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            errors.extend(response.get("Errors") or [])
+
         batch: list[dict] = []
         for key in self._list(bucket, prefix):
             batch.append({"Key": key})
             if len(batch) >= DELETE_BATCH:
-                self.s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+                delete(batch)
                 batch = []
         if batch:
-            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            delete(batch)
+        self._abort_uploads(bucket, prefix)
+        if errors:
+            first = errors[0]
+            for error in errors[:20]:
+                log.warning("cannot delete s3://%s/%s: %s %s", bucket, error.get("Key"), error.get("Code"),
+                            error.get("Message"))
+            raise CleanupError(f"cannot delete {len(errors)} object(s) under {staging_url}, for example "
+                               f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
+
+    def _abort_uploads(self, bucket: str, prefix: str) -> None:
+        """Abort incomplete multipart uploads under the prefix (their parts cost storage)."""
+        try:
+            paginator = self.s3.get_paginator("list_multipart_uploads")
+            uploads = [(u["Key"], u["UploadId"])
+                       for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+                       for u in page.get("Uploads", [])]
+        except Exception as exc:
+            log.warning("cannot list incomplete multipart uploads under s3://%s/%s: %s", bucket, prefix, exc)
+            return
+        for key, upload_id in uploads:
+            try:
+                self.s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception as exc:
+                log.warning("cannot abort the multipart upload of s3://%s/%s: %s", bucket, key, exc)

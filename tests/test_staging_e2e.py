@@ -187,7 +187,7 @@ def test_terminated_job_still_uploads_what_exists(local_batch, local_entities, b
     batch.terminate_job(jobId=batch_id, reason="test")
     detail = wait_for(lambda: (d := describe_job(batch, batch_id)) and d["status"] == "FAILED" and d,
                       timeout=20, message="the job to fail")
-    record = parse_result(s3.get_object(Bucket=bucket, Key=prefix + "out/result")["Body"].read().decode())
+    record = parse_result(s3.get_object(Bucket=bucket, Key=prefix + "out/1/result")["Body"].read().decode())
     assert record["terminated"] == "TERM" and record["exit_signal"] == "15", record
     result = stager.stage_out(JobRecord.from_detail(detail), detail)
     assert result.exit_signal == 15 and (tmp_path / "o").read_text() == "partial\n"
@@ -205,3 +205,92 @@ def job_log(local_batch, batch, batch_id):
     except Exception:
         return ""
     return "\n".join(e["message"] for e in events)
+
+
+# --------------------------------------------------------------------------- review regressions
+
+
+def test_job_environment_never_reaches_the_wrapper(staged_gahp, tmp_path):
+    """Variables the wrapper once used itself, and PATH/AWS_CONFIG_FILE/PYTHONPATH that
+    would break its aws CLI: the job sees them, staging does not."""
+    env = "out=somewhere root=/x PATH=/opt/mytools/bin AWS_CONFIG_FILE=/nonexistent PYTHONPATH=/x"
+    ad = job_ad(tmp_path, arguments="-c 'echo \"$out|$root|$PATH|$AWS_CONFIG_FILE|$PYTHONPATH\" > result.txt; echo hi'",
+                Environment=env, TransferOutput="result.txt")
+    _, status = run(staged_gahp, ad)
+    assert status.status == 4 and status.ad["ExitCode"] == 0, status.fields
+    assert (tmp_path / "result.txt").read_text() == "somewhere|/x|/opt/mytools/bin|/nonexistent|/x\n"
+    assert (tmp_path / "job.out").read_text() == "hi\n"
+
+
+def test_staged_executable_runs_with_a_non_identifier_environment_name(staged_gahp, tmp_path):
+    exe = tmp_path / "run.sh"
+    exe.write_text("#!/bin/sh\necho \"ran $*\"\n/usr/bin/tr '\\0' '\\n' < /proc/$$/environ | /usr/bin/grep '^my.var='\n")
+    exe.chmod(0o644)  # not executable here: the wrapper makes the staged copy executable
+    _, status = run(staged_gahp, job_ad(tmp_path, cmd=str(exe), arguments="a b",
+                                        Environment="my.var=1 PATH=/opt/mytools/bin"))
+    assert status.status == 4 and status.ad["ExitCode"] == 0, (status.fields, (tmp_path / "job.err").read_text())
+    assert (tmp_path / "job.out").read_text() == "ran a b\nmy.var=1\n"
+
+
+def test_a_retried_job_brings_back_only_its_last_attempts_outputs(staged_gahp, tmp_path):
+    script = ('mkdir res; echo a$AWS_BATCH_JOB_ATTEMPT > res/a; '
+              '[ "$AWS_BATCH_JOB_ATTEMPT" = 2 ] && exit 0; echo b > res/b; exit 1')
+    _, status = run(staged_gahp, job_ad(tmp_path, arguments=f"-c '{script}'", TransferOutput="res",
+                                        RetryAttempts=2), timeout=90)
+    assert status.status == 4 and status.ad["ExitCode"] == 0, status.fields
+    assert sorted(os.listdir(tmp_path / "res")) == ["a"]
+    assert (tmp_path / "res" / "a").read_text() == "a2\n"
+
+
+def test_a_job_writing_a_garbage_record_is_held_cleanly(staged_gahp, tmp_path):
+    """A job that forges its own result record (bytes that are not UTF-8, an absurd exit
+    code) and kills the wrapper: a hold with a printable reason, and the GAHP lives on."""
+    script = ("u=$(tr \"\\\\0\" \"\\\\n\" < /proc/$PPID/environ | sed -n \"s/^AWSBATCH_GAHP_URL=//p\"); "
+              "printf \"attempt=1\\\\nexit_code=99999999999999999999\\\\nerror=x\\\\377y\\\\033\\\\n\" > r; "
+              "aws s3 cp --only-show-errors r \"${u}out/1/result\"; kill -9 $PPID")
+    _, status = run(staged_gahp, job_ad(tmp_path, arguments="-c '" + script.replace("'", "''") + "'"))
+    assert status.status == 5, status.fields
+    reason = status.ad["HoldReason"]
+    assert "x\ufffdy" in reason and reason.isprintable(), reason
+
+
+def test_sigterm_stops_the_whole_job_and_waits_for_it(local_batch, local_entities, batch, s3, tmp_path):
+    """The job's process group gets SIGTERM; the wrapper waits for the job to end (it may
+    clean up) before it hashes and uploads the outputs, and records no signal the job
+    did not die from."""
+    from gahp.config import Settings
+    from gahp.jobad import JobSpec
+    from gahp.staging import Stager, parse_result
+    from gahp.submission import build_submit_request
+
+    settings = Settings(s3_url=local_entities.s3_url, job_queue=local_entities.job_queue,
+                        job_definition=local_entities.job_definition)
+    stager = Stager(s3, settings)
+    script = ("(sleep 60; echo never >> r.txt) & echo bg=$!; "
+              "trap 'sleep 1; echo late >> r.txt; exit 7' TERM; echo early > r.txt; wait")
+    spec = JobSpec(job_directory="home_bl_term2", job_name="condor-term2", cmd="/bin/sh", args=["-c", script],
+                   env={}, iwd=str(tmp_path), stdin=None, stdout=str(tmp_path / "o"), stderr=str(tmp_path / "e"),
+                   stage_cmd=False, transfer_output=["r.txt"])
+    launch, url = stager.stage_in(spec)
+    request = build_submit_request(spec, settings, launch, JobRecord.from_spec(spec, url))
+    old_grace = local_batch.engine.kill_grace
+    local_batch.engine.kill_grace = 15.0  # Docker gives 30 s; the emulator's default is 2
+    try:
+        batch_id = batch.submit_job(**request)["jobId"]
+        wait_for(lambda: "running the job" in job_log(local_batch, batch, batch_id), timeout=30,
+                 message="the command to start")
+        import time
+        time.sleep(0.3)  # the job's shell sets its trap
+        batch.terminate_job(jobId=batch_id, reason="test")
+        detail = wait_for(lambda: (d := describe_job(batch, batch_id)) and d["status"] == "FAILED" and d,
+                          timeout=30, message="the job to fail")
+    finally:
+        local_batch.engine.kill_grace = old_grace
+    bucket, prefix = split_s3_url(url)
+    record = parse_result(s3.get_object(Bucket=bucket, Key=prefix + "out/1/result")["Body"].read())
+    assert record["terminated"] == "TERM" and record["exit_code"] == "7" and "exit_signal" not in record, record
+    result = stager.stage_out(JobRecord.from_detail(detail), detail)
+    assert result.exit_code == 7 and (tmp_path / "r.txt").read_text() == "early\nlate\n"
+    bg = int((tmp_path / "o").read_text().split("bg=")[1].split()[0])
+    assert not pid_alive(bg)
+    stager.cleanup(url)
