@@ -37,7 +37,7 @@ def test_config_snippet_parses_and_sets_the_gahp(tmp_path):
             "print(p['AWSBATCH_GAHP']); print(p.get('JOB_TRANSFORM_NAMES')); print(p.get('AWSBATCH_PEGASUS_SITE'))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0].endswith("/awsbatch_gahp")
-    assert "PegasusAWSBatch" in out[1] and out[2] == "aws-batch"
+    assert "PegasusAWSBatch" in out[1].split()
 
 
 def test_condor_only_env_knobs_reach_the_settings(monkeypatch):

@@ -116,6 +116,16 @@ def test_routing_matches_only_aws_batch_vanilla_jobs():
         assert expr.eval(ad) is not True
 
 
+def test_routing_transform_body_uses_no_config_macros():
+    """The schedd reads a native-syntax transform body unexpanded (param_unexpanded): a
+    $(MACRO) inside it would reach the job's REQUIREMENTS literally."""
+    text = open(ROUTING).read()
+    body = re.search(r"JOB_TRANSFORM_PegasusAWSBatch @=end\n(.*?)\n@end", text, re.S).group(1)
+    assert "$(" not in body
+    assert 'pegasus_site =?= "aws-batch"' in body
+    assert "AWSBATCH_PEGASUS_SITE" not in text
+
+
 def test_routing_sets_grid_job():
     _, sets = _transform()
     assert classad2.ExprTree(sets["JobUniverse"]).eval() == 9
