@@ -34,7 +34,7 @@ def test_config_snippet_parses_and_sets_the_gahp(tmp_path):
     env = {**os.environ, "CONDOR_CONFIG": str(tmp_path / "condor_config")}
     env = {k: v for k, v in env.items() if not k.startswith("_CONDOR_")}
     code = ("import htcondor2; p = htcondor2.param; "
-            "print(p['AWSBATCH_GAHP']); print(p.get('JOB_TRANSFORM_NAMES')); print(p.get('AWSBATCH_PEGASUS_SITE'))")
+            "print(p['AWSBATCH_GAHP']); print(p.get('JOB_TRANSFORM_NAMES'))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0].endswith("/awsbatch_gahp")
     assert "PegasusAWSBatch" in out[1].split()
