@@ -37,15 +37,15 @@ def spec_for(iwd: str, inputs: list[str], name: str) -> JobSpec:
 
 
 def fake_job_outputs(s3, url: str, files: list[str]) -> None:
-    """Leave in S3 what the wrapper would: out/f/<i> and a result record."""
+    """Leave in S3 what the wrapper's first attempt would: out/1/f/<i>, then the result record."""
     bucket, prefix = split_s3_url(url)
-    lines = ["exit_code=0"]
+    lines = ["attempt=1", "exit_code=0"]
     for i, path in enumerate(files):
         with open(path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
-        s3.upload_file(path, bucket, f"{prefix}out/f/{i}")
+        s3.upload_file(path, bucket, f"{prefix}out/1/f/{i}")
         lines.append(f"out.{i}=file {digest} {os.path.getsize(path)}")
-    s3.put_object(Bucket=bucket, Key=prefix + "out/result", Body=("\n".join(lines) + "\n").encode())
+    s3.put_object(Bucket=bucket, Key=prefix + "out/1/result", Body=("\n".join(lines) + "\n").encode())
 
 
 def case(lb, s3, bucket, stager, name, src_dir, rel_files, total_mb):
@@ -75,7 +75,8 @@ def case(lb, s3, bucket, stager, name, src_dir, rel_files, total_mb):
     record = JobRecord(iwd=iwd, stdout=None, stderr=None, transfer_output=[f"o{i}" for i in range(len(paths))],
                        staging_url=out_url)
     t = time.perf_counter()
-    stager.stage_out(record, {"jobId": "bench", "status": "SUCCEEDED", "container": {"exitCode": 0}})
+    stager.stage_out(record, {"jobId": "bench", "status": "SUCCEEDED", "container": {"exitCode": 0},
+                              "attempts": [{"container": {"exitCode": 0}}]})
     stage_out = total_mb / (time.perf_counter() - t)
     shutil.rmtree(iwd)
     stager.cleanup(out_url)
