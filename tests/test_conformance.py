@@ -24,7 +24,7 @@ from gahp import protocol
 #   C9  case, E, VERSION, QUIT          test_gahp_e2e::test_handshake_banner_commands_and_ping
 #   C10 EOF/SIGTERM exit, clean stdout  test_gahp_e2e::test_shutdown_on_eof_and_sigterm, test_stdout_carries_only_protocol_lines
 #   C11 job id answerable by a new GAHP test_gahp_e2e::test_status_and_cancel_work_from_a_fresh_gahp_process
-#   C12 status ad, 4 after outputs      test_gahp_e2e::test_job_runs_and_output_comes_home_before_status_4, test_staging_e2e
+#   C12 status ad, 4 after outputs      test_service::test_status_4_is_sent_only_once_the_output_is_in_place, test_staging_e2e
 #   C13 unknown id: rc != 0, status 0   test_gahp_e2e::test_unknown_and_malformed_job_ids
 #   C14 idempotent cancel               test_gahp_e2e::test_cancel_of_a_running_job_kills_it_and_is_idempotent
 #   C15 ping rc                         test_gahp_e2e::test_ping_reports_*

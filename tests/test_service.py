@@ -184,3 +184,22 @@ def test_a_terminated_job_still_stopping_is_not_reused_by_a_new_process(service,
     service.fake.jobs[first.split("/")[-1]]["status"] = "RUNNING"  # AWS takes a while to stop it
     service._cancelled.clear()  # what a freshly started GAHP process knows
     assert call(service.submit, ad)[3] != first
+
+
+def test_status_4_is_sent_only_once_the_output_is_in_place(service, tmp_path):
+    """C12: checked at the very moment the result line is handed over, not afterwards."""
+    job_id = call(service.submit, job_ad(tmp_path, Out="o.txt", Err="e.txt"))[3]
+    batch_id = job_id.split("/")[-1]
+    service.fake.jobs[batch_id].update(status="SUCCEEDED", container={"exitCode": 0})
+    service.fake.logs[batch_id] = ["x" * 100_000] * 20
+    seen = []
+    done = threading.Event()
+
+    def reply(line):
+        fields = protocol.read_argv(line)
+        seen.append((fields[3], (tmp_path / "o.txt").exists() and (tmp_path / "e.txt").exists()))
+        done.set()
+
+    service.status("9", job_id, reply)
+    assert done.wait(10)
+    assert seen == [("4", True)]
