@@ -585,12 +585,7 @@ class JobStore:
         }
         if spec.propagate_tags is not None:
             out["propagateTags"] = spec.propagate_tags
-        if rec.status_reason:
-            out["statusReason"] = rec.status_reason
-        if rec.started_at is not None:
-            out["startedAt"] = rec.started_at
-        if rec.stopped_at is not None:
-            out["stoppedAt"] = rec.stopped_at
+        _add_reason_and_times(out, rec)
         if spec.timeout:
             out["timeout"] = {"attemptDurationSeconds": spec.timeout}
         if spec.retry_strategy:
@@ -642,12 +637,7 @@ class JobStore:
             "status": rec.status,
             "jobDefinition": rec.spec.jobdef_arn,
         }
-        if rec.status_reason:
-            out["statusReason"] = rec.status_reason
-        if rec.started_at is not None:
-            out["startedAt"] = rec.started_at
-        if rec.stopped_at is not None:
-            out["stoppedAt"] = rec.stopped_at
+        _add_reason_and_times(out, rec)
         att = rec.attempts[-1] if rec.attempts else None
         if att is not None and (att.exit_code is not None or att.reason):
             cont: dict[str, Any] = {}
@@ -754,3 +744,13 @@ def _decode_token(token: str | None) -> int:
     except Exception:  # noqa: BLE001 - any garbage token is a client error
         pass
     raise ClientError("Invalid nextToken")
+
+
+def _add_reason_and_times(out: dict[str, Any], rec: "JobRecord") -> None:
+    """The optional statusReason/startedAt/stoppedAt, shared by JobDetail and JobSummary."""
+    if rec.status_reason:
+        out["statusReason"] = rec.status_reason
+    if rec.started_at is not None:
+        out["startedAt"] = rec.started_at
+    if rec.stopped_at is not None:
+        out["stoppedAt"] = rec.stopped_at
