@@ -80,11 +80,6 @@ class StatusPoller:
                 return
         callback(hit, None)
 
-    def forget(self, batch_id: str) -> None:
-        with self._cond:
-            self._cache.pop(batch_id, None)
-            self._asked.pop(batch_id, None)
-
     def stop(self) -> None:
         with self._cond:
             self._stopped = True

@@ -311,8 +311,8 @@ class JobService:
                 future = None  # a transient failure (S3, logs): try again on this request
             if future is None:
                 known = self.final_states.get(job_id)
-                future = concurrent.futures.Future()
                 if known is not None:  # finished meanwhile by another request
+                    future = concurrent.futures.Future()
                     future.set_result(known)
                     return future
                 future = self._completions[job_id] = self._transfers.submit(self._complete, job_id, region, detail)

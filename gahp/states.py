@@ -138,8 +138,11 @@ def classify(job_id: str, detail: dict, result: JobResult | None = None) -> Outc
         return _completed(attrs, result, _container(detail).get("exitCode") or 0)
     if status == "FAILED":
         hold = infrastructure_failure(detail)
-        if hold and not (result and result.exit_code is not None and not detail.get("isTerminated")
-                         and not _timed_out(detail)):
+        # The staging wrapper saw the command exit on its own: its code wins over Batch's
+        # generic reason, unless Batch stopped the job (terminate, timeout).
+        command_exited = (result is not None and result.exit_code is not None
+                          and not detail.get("isTerminated") and not _timed_out(detail))
+        if hold and not command_exited:
             attrs["HoldReason"] = hold[:1023]
             attrs["HoldReasonCode"] = 0
             return Outcome(HELD, attrs)

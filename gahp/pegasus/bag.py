@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional
